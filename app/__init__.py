@@ -1,0 +1,3 @@
+"""mailroute: self-hosted email routing."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,55 @@
+"""Building the FastAPI application from an explicit context (no settings read here)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from app import __version__
+from app.api.content_type import RequireJsonBody
+from app.api.context import ApiContext
+from app.api.deps import require_token
+from app.api.errors import install_error_handlers
+from app.api.routes import (
+    aliases,
+    catch_all,
+    destinations,
+    domains,
+    health,
+    route,
+    tokens,
+    verify,
+)
+from app.api.schemas.base import ErrorPublic
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorPublic, "description": description}
+    for status, description in [
+        (400, "Malformed request"),
+        (401, "Missing, unknown or revoked token"),
+        (404, "Not found"),
+        (409, "Conflicts with the current state"),
+        (422, "Invalid value"),
+        (503, "Database or DNS unavailable"),
+    ]
+}
+
+
+def create_app(context: ApiContext) -> FastAPI:
+    app = FastAPI(
+        title="mailroute",
+        version=__version__,
+        summary="Custom and disposable addresses on your domains, forwarded to your inboxes.",
+    )
+    app.state.context = context
+    install_error_handlers(app)
+    app.add_middleware(RequireJsonBody)
+
+    protected = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
+    for module in (domains, destinations, aliases, catch_all, route, tokens):
+        protected.include_router(module.router)
+    v1 = APIRouter(prefix="/v1")
+    v1.include_router(protected)
+    v1.include_router(verify.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,17 @@
+"""What the API needs from the process that runs it, built once by the entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.resolver import Resolver
+from app.services.destinations import MailIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    sessionmaker: async_sessionmaker[AsyncSession]
+    resolver: Resolver
+    identity: MailIdentity

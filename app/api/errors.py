@@ -1,0 +1,121 @@
+"""The one table from errors to HTTP answers, all shaped ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
+
+from app.api.deps import Unauthorized
+from app.errors import (
+    Conflict,
+    DnsError,
+    InvalidInput,
+    MailrouteError,
+    NotFound,
+    VerificationExpired,
+    VerificationUnknown,
+)
+
+log = logging.getLogger(__name__)
+
+# First match wins, so subclasses come before their bases.
+STATUS_BY_ERROR: list[tuple[type[MailrouteError], int]] = [
+    (VerificationExpired, 410),
+    (VerificationUnknown, 404),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (DnsError, 503),
+]
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def status_for(exc: MailrouteError) -> int:
+    return next((status for kind, status in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
+
+
+async def _mailroute_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MailrouteError)
+    return error_response(status_for(exc), exc.code, exc.message)
+
+
+async def _unauthorized(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Unauthorized)
+    return error_response(401, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    details = [
+        {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+        for e in errors
+    ]
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "malformed_json", "the request body is not valid JSON")
+    first = details[0] if details else {"location": "request", "message": "invalid"}
+    return error_response(
+        422, "validation_error", f"{first['location']}: {first['message']}", details=details
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # Connection-level failures only; a bug in a query still surfaces as a 500.
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database cannot be reached; try again shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "an internal error occurred; it was logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(MailrouteError, _mailroute_error)
+    app.add_exception_handler(Unauthorized, _unauthorized)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(OSError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

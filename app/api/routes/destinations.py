@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.api.deps import ContextDep, SessionDep
+from app.api.schemas.destinations import DestinationCreate, DestinationPublic
+from app.db.models import Destination
+from app.services import destinations
+
+router = APIRouter(prefix="/destinations", tags=["destinations"])
+
+
+def destination_public(destination: Destination) -> DestinationPublic:
+    return DestinationPublic.model_validate(destination, from_attributes=True)
+
+
+@router.post("", status_code=201, summary="Add a destination inbox")
+async def create_destination(
+    body: DestinationCreate, session: SessionDep, context: ContextDep
+) -> DestinationPublic:
+    """Add an inbox as ``pending`` and mail it a verification link valid for 24 hours."""
+    destination = await destinations.create_destination(
+        session, body.email, resolver=context.resolver, identity=context.identity
+    )
+    return destination_public(destination)
+
+
+@router.get("", summary="List destinations")
+async def list_destinations(session: SessionDep) -> list[DestinationPublic]:
+    """Every destination inbox, verified or pending."""
+    return [destination_public(d) for d in await destinations.list_destinations(session)]
+
+
+@router.get("/{destination_id}", summary="Show a destination")
+async def get_destination(destination_id: int, session: SessionDep) -> DestinationPublic:
+    """One destination, with its verification status."""
+    return destination_public(await destinations.get_destination(session, destination_id))
+
+
+@router.post("/{destination_id}/resend", summary="Resend the verification message")
+async def resend_verification(
+    destination_id: int, session: SessionDep, context: ContextDep
+) -> DestinationPublic:
+    """Mail a fresh verification link; earlier links stop working."""
+    destination = await destinations.resend_verification(
+        session, destination_id, identity=context.identity
+    )
+    return destination_public(destination)
+
+
+@router.delete("/{destination_id}", status_code=204, summary="Remove a destination")
+async def delete_destination(destination_id: int, session: SessionDep) -> Response:
+    """Remove an inbox no alias forwards to any more (409 while one still does)."""
+    await destinations.delete_destination(session, destination_id)
+    return Response(status_code=204)

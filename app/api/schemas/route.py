@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MatchedRule(BaseModel):
+    type: Literal["alias", "catch_all"]
+    address: str = Field(description="The alias address, or *@domain for a catch-all")
+    status: str
+
+
+class RoutePublic(BaseModel):
+    address: str = Field(description="The address as routed (domain in ASCII)")
+    outcome: Literal["forward", "drop", "refuse"]
+    matched_by: Literal["exact", "subaddress", "catch_all"] | None
+    rule: MatchedRule | None
+    destinations: list[str]
+    refusal: Literal["domain_not_served", "unknown_address", "rule_inactive"] | None
+    explanation: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "address": "shop+news@example.org",
+                    "outcome": "forward",
+                    "matched_by": "subaddress",
+                    "rule": {"type": "alias", "address": "shop@example.org", "status": "active"},
+                    "destinations": ["me@inbox.example"],
+                    "refusal": None,
+                    "explanation": "mail for shop+news@example.org is forwarded to "
+                    "me@inbox.example",
+                }
+            ]
+        }
+    )

@@ -1,0 +1,286 @@
+"""The ``mailroute`` command: run the service, migrate, and manage it from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.app import create_app
+from app.api.context import ApiContext
+from app.config import Settings, SettingsError, get_settings
+from app.db import migrate
+from app.db.engine import create_engine, create_sessionmaker, session_scope
+from app.errors import MailrouteError
+from app.resolver import DnsResolver
+from app.routing import Action
+from app.services import aliases, destinations, domains, tokens
+from app.services.destinations import MailIdentity
+
+T = TypeVar("T")
+
+cli = typer.Typer(help="mailroute: email routing for your domains.", no_args_is_help=True)
+token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
+domain_cli = typer.Typer(help="Domains.", no_args_is_help=True)
+alias_cli = typer.Typer(help="Aliases on a domain.", no_args_is_help=True)
+destination_cli = typer.Typer(help="Destination inboxes.", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+cli.add_typer(domain_cli, name="domain")
+cli.add_typer(alias_cli, name="alias")
+cli.add_typer(destination_cli, name="destination")
+
+
+def main() -> None:
+    try:
+        cli()
+    except SettingsError as exc:
+        typer.echo(f"mailroute: {exc}", err=True)
+        sys.exit(2)
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return settings
+
+
+def _identity(settings: Settings) -> MailIdentity:
+    return MailIdentity(hostname=settings.hostname, public_url=settings.public_url)
+
+
+def _run_db(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run one unit of work against the configured database; errors become one line."""
+    settings = _settings()
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except MailrouteError as exc:
+        typer.echo(f"mailroute: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+# --- running -------------------------------------------------------------------------
+
+
+@cli.command("migrate")
+def migrate_command() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    migrate.upgrade(settings.database_url)
+    typer.echo(f"database at revision {migrate.head_revision()}")
+
+
+@cli.command()
+def serve() -> None:
+    """Migrate, then run the service in one process (the embedded default)."""
+    settings = _settings()
+    migrate.upgrade(settings.database_url)
+    asyncio.run(_serve_api(settings))
+
+
+@cli.command()
+def api() -> None:
+    """Run the management API alone (for scaling out; run `mailroute migrate` first)."""
+    asyncio.run(_serve_api(_settings(), require_current_schema=True))
+
+
+async def _serve_api(settings: Settings, *, require_current_schema: bool = False) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        if require_current_schema:
+            current, head = await migrate.current_revision(engine), migrate.head_revision()
+            if current != head:
+                typer.echo(
+                    f"mailroute: database at revision {current}, code wants {head}: "
+                    "run `mailroute migrate`",
+                    err=True,
+                )
+                raise typer.Exit(1)
+        context = ApiContext(
+            sessionmaker=create_sessionmaker(engine),
+            resolver=DnsResolver(settings.dns_nameservers),
+            identity=_identity(settings),
+        )
+        config = uvicorn.Config(
+            create_app(context),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=False,
+        )
+        await uvicorn.Server(config).serve()
+    finally:
+        await engine.dispose()
+
+
+# --- tokens --------------------------------------------------------------------------
+
+
+@token_cli.command("create")
+def token_create(name: Annotated[str, typer.Option(help="What the token is for")]) -> None:
+    """Create an API token; the secret is printed once, alone on the last line."""
+    new = _run_db(lambda s: tokens.create_token(s, name))
+    typer.echo(f"token {new.token.id} ({name}) created; it is shown only now:")
+    typer.echo(new.secret)
+
+
+@token_cli.command("list")
+def token_list() -> None:
+    """List API tokens."""
+    rows = _run_db(tokens.list_tokens)
+    _table(
+        ["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"],
+        [(t.id, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at) for t in rows],
+    )
+
+
+@token_cli.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke an API token."""
+    token = _run_db(lambda s: tokens.revoke_token(s, token_id))
+    typer.echo(f"token {token.id} ({token.name}) revoked")
+
+
+# --- domains -------------------------------------------------------------------------
+
+
+@domain_cli.command("add")
+def domain_add(
+    name: str,
+    subaddressing: Annotated[bool, typer.Option(help="Route local+tag to local")] = True,
+) -> None:
+    """Add a domain."""
+    domain = _run_db(lambda s: domains.create_domain(s, name, subaddressing=subaddressing))
+    typer.echo(f"domain {domain.name} added")
+
+
+@domain_cli.command("list")
+def domain_list() -> None:
+    """List domains."""
+    rows = _run_db(domains.list_domains)
+    _table(
+        ["NAME", "SUBADDRESSING", "CREATED"],
+        [(d.name, d.subaddressing, d.created_at) for d in rows],
+    )
+
+
+@domain_cli.command("remove")
+def domain_remove(name: str) -> None:
+    """Remove a domain and all its aliases."""
+    _run_db(lambda s: domains.delete_domain(s, name))
+    typer.echo(f"domain {name} removed")
+
+
+# --- destinations --------------------------------------------------------------------
+
+
+@destination_cli.command("add")
+def destination_add(
+    email: str,
+    verified: Annotated[
+        bool, typer.Option("--verified", help="Your own inbox: skip the verification mail")
+    ] = False,
+) -> None:
+    """Add a destination inbox (verification mail is sent unless --verified)."""
+    settings = _settings()
+    if verified:
+        dest = _run_db(lambda s: destinations.add_verified_destination(s, email))
+    else:
+        resolver = DnsResolver(settings.dns_nameservers)
+        dest = _run_db(
+            lambda s: destinations.create_destination(
+                s, email, resolver=resolver, identity=_identity(settings)
+            )
+        )
+    typer.echo(f"destination {dest.id} {dest.email} added ({dest.status})")
+
+
+@destination_cli.command("list")
+def destination_list() -> None:
+    """List destination inboxes."""
+    rows = _run_db(destinations.list_destinations)
+    _table(
+        ["ID", "EMAIL", "STATUS", "VERIFIED"],
+        [(d.id, d.email, d.status, d.verified_at) for d in rows],
+    )
+
+
+@destination_cli.command("remove")
+def destination_remove(destination_id: int) -> None:
+    """Remove a destination no alias uses."""
+    _run_db(lambda s: destinations.delete_destination(s, destination_id))
+    typer.echo(f"destination {destination_id} removed")
+
+
+# --- aliases -------------------------------------------------------------------------
+
+
+@alias_cli.command("add")
+def alias_add(
+    domain: str,
+    local_part: Annotated[str | None, typer.Argument(help="Omit for a disposable address")] = None,
+    to: Annotated[list[str] | None, typer.Option("--to", help="Destination (repeatable)")] = None,
+    drop: Annotated[bool, typer.Option("--drop", help="Accept and discard")] = False,
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create an alias forwarding to --to inboxes (or --drop)."""
+    rule = _run_db(
+        lambda s: aliases.create_alias(
+            s,
+            domain,
+            local_part=local_part,
+            action=Action.DROP if drop else Action.FORWARD,
+            destinations=to or [],
+            note=note,
+        )
+    )
+    typer.echo(f"alias {rule.local_part}@{domain} created")
+
+
+@alias_cli.command("list")
+def alias_list(domain: str) -> None:
+    """List a domain's aliases."""
+    page = _run_db(lambda s: aliases.list_aliases(s, domain, limit=10_000))
+    _table(
+        ["ADDRESS", "ACTION", "DESTINATIONS", "ENABLED", "NOTE"],
+        [
+            (
+                f"{r.local_part}@{domain}",
+                r.action,
+                ",".join(d.email for d in r.destinations),
+                r.enabled,
+                r.note,
+            )
+            for r in page.items
+        ],
+    )
+
+
+@alias_cli.command("remove")
+def alias_remove(domain: str, local_part: str) -> None:
+    """Delete an alias."""
+    _run_db(lambda s: aliases.delete_alias(s, domain, local_part))
+    typer.echo(f"alias {local_part}@{domain} removed")

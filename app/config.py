@@ -1,0 +1,137 @@
+"""The one place settings are read: environment (prefix ``MAILROUTE_``) and ``.env``.
+
+Only entry points (the CLI) call :func:`get_settings`; everything below them takes explicit
+arguments, so tests build what they need without touching the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from functools import lru_cache
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Nameserver(tuple[str, int]):
+    """An ``ip[:port]`` DNS server; IPv6 as ``[::1]:53``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Nameserver:
+        text = text.strip()
+        host, port = text, 53
+        if text.startswith("["):
+            host, sep, rest = text[1:].partition("]")
+            if not sep or (rest and not rest.startswith(":")):
+                raise ValueError(f"{text!r} is not ip[:port]")
+            if rest:
+                port = _port(rest[1:], text)
+        elif text.count(":") == 1:
+            host, _, port_text = text.partition(":")
+            port = _port(port_text, text)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address with an optional port") from None
+        return cls((host, port))
+
+    @property
+    def host(self) -> str:
+        return self[0]
+
+    @property
+    def port(self) -> int:
+        return self[1]
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{whole!r} has an invalid port")
+    return int(text)
+
+
+class Settings(BaseSettings):
+    """mailroute's settings; each field is ``MAILROUTE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILROUTE_", env_file=".env", extra="ignore", case_sensitive=False
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./data/mailroute.db"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    hostname: str = Field(default_factory=socket.getfqdn)
+    dns_nameservers: Annotated[list[Nameserver], NoDecode] = Field(default_factory=list)
+    delivery_port: int = Field(default=25, ge=1, le=65535)
+    max_message_size: int = Field(default=25 * MIB, ge=1024)
+    public_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("dns_nameservers", mode="before")
+    @classmethod
+    def _split_nameservers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Nameserver.parse(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        value = value.strip().rstrip(".").lower()
+        if not value or any(not label for label in value.split(".")):
+            raise ValueError("must be a host name such as mx.example.org")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL such as https://mail.example.org")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; ``str()`` is one line naming it."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's report into one line per bad setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = "MAILROUTE_" + "_".join(str(p) for p in error["loc"][:1]).upper()
+            lines.append(f"invalid setting {name}: {error['msg']}")
+        raise SettingsError("; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Persistence: models, the engine and session factory, and migrations."""

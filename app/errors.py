@@ -1,0 +1,137 @@
+"""mailroute's exceptions. Services raise these; the edges map them (API: status + JSON).
+
+Every class has a ``code``: the stable, machine-readable name the API puts in
+``{"error": {"code", "message"}}``.
+
+    MailrouteError
+    ├── NotFound                  a named thing does not exist (404)
+    │   ├── DomainNotFound
+    │   ├── AliasNotFound
+    │   ├── DestinationNotFound
+    │   └── TokenNotFound
+    ├── Conflict                  the request clashes with the current state (409)
+    │   ├── DomainExists
+    │   ├── AliasExists
+    │   ├── DestinationExists
+    │   ├── DestinationInUse       a destination still used by rules cannot be deleted
+    │   └── AlreadyVerified        resending verification for a verified destination
+    ├── InvalidInput              well-formed request, unacceptable value (422)
+    │   ├── InvalidAddress         not an email address we can route or forward to
+    │   ├── InvalidDomain          not a domain name
+    │   ├── InvalidLocalPart       not usable as the part before the @
+    │   ├── InvalidRule            e.g. a forward rule without destinations
+    │   ├── UnknownDestination     a rule names an inbox not added as a destination
+    │   └── UndeliverableDomain    the destination's domain cannot receive mail (RFC 7505)
+    ├── VerificationFailed        a verification link that cannot be used
+    │   ├── VerificationUnknown    never issued, or already used (404)
+    │   └── VerificationExpired    issued more than its lifetime ago (410)
+    └── DnsError                  raised by app.resolver, translated from dnspython
+        ├── DnsNoSuchDomain        NXDOMAIN: an authoritative "does not exist"
+        └── DnsTemporaryFailure    timeout, SERVFAIL, no nameserver reachable
+"""
+
+from __future__ import annotations
+
+
+class MailrouteError(Exception):
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(MailrouteError):
+    code = "not_found"
+
+
+class DomainNotFound(NotFound):
+    code = "domain_not_found"
+
+
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+
+class DestinationNotFound(NotFound):
+    code = "destination_not_found"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+
+
+class Conflict(MailrouteError):
+    code = "conflict"
+
+
+class DomainExists(Conflict):
+    code = "domain_exists"
+
+
+class AliasExists(Conflict):
+    code = "alias_exists"
+
+
+class DestinationExists(Conflict):
+    code = "destination_exists"
+
+
+class DestinationInUse(Conflict):
+    code = "destination_in_use"
+
+
+class AlreadyVerified(Conflict):
+    code = "already_verified"
+
+
+class InvalidInput(MailrouteError):
+    code = "invalid_input"
+
+
+class InvalidAddress(InvalidInput):
+    code = "invalid_address"
+
+
+class InvalidDomain(InvalidInput):
+    code = "invalid_domain"
+
+
+class InvalidLocalPart(InvalidInput):
+    code = "invalid_local_part"
+
+
+class InvalidRule(InvalidInput):
+    code = "invalid_rule"
+
+
+class UndeliverableDomain(InvalidInput):
+    code = "undeliverable_domain"
+
+
+class VerificationFailed(MailrouteError):
+    code = "verification_failed"
+
+
+class VerificationUnknown(VerificationFailed):
+    code = "verification_unknown"
+
+
+class VerificationExpired(VerificationFailed):
+    code = "verification_expired"
+
+
+class DnsError(MailrouteError):
+    code = "dns_error"
+
+
+class DnsNoSuchDomain(DnsError):
+    code = "dns_no_such_domain"
+
+
+class DnsTemporaryFailure(DnsError):
+    code = "dns_temporary_failure"
+
+
+class UnknownDestination(InvalidInput):
+    code = "unknown_destination"

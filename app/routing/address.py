@@ -1,0 +1,103 @@
+"""Parsing and normalising addresses and domain names, with email-validator and idna.
+
+Local parts are matched case-insensitively (as Postfix's virtual maps and Cloudflare do),
+so the lookup key is the lower-cased, NFC-normalised local part. Domains are compared in
+their ASCII (A-label) form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import idna
+from email_validator import EmailNotValidError, validate_email
+
+from app.errors import InvalidAddress, InvalidDomain, InvalidLocalPart
+
+MAX_DOMAIN_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A syntactically valid address: ``local`` as given (NFC), ``domain`` in ASCII."""
+
+    local: str
+    domain: str
+    is_literal: bool = False
+
+    @property
+    def key(self) -> str:
+        """The local part as rules are looked up by."""
+        return self.local.lower()
+
+    def __str__(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+
+def parse_address(raw: str) -> Address:
+    """Parse one address (no display name, no angle brackets) or raise InvalidAddress.
+
+    IP literals parse (``user@[127.0.0.1]``) but are never a served domain; quoted local
+    parts parse too, so ``"user@foreign"@ours`` is just an odd local part on our domain.
+    """
+    try:
+        result = validate_email(
+            raw,
+            check_deliverability=False,
+            globally_deliverable=False,
+            allow_quoted_local=True,
+            allow_domain_literal=True,
+            allow_smtputf8=True,
+        )
+    except EmailNotValidError as exc:
+        raise InvalidAddress(f"{raw!r} is not a valid email address: {exc}") from None
+    # ValidatedEmail only has ``domain_address`` when the domain is a literal.
+    is_literal = getattr(result, "domain_address", None) is not None
+    return Address(
+        local=result.local_part, domain=result.ascii_domain.lower(), is_literal=is_literal
+    )
+
+
+def normalize_domain(name: str) -> str:
+    """Lower case, IDNA (UTS #46) to A-labels, validated; raise InvalidDomain."""
+    text = name.strip().rstrip(".")
+    if not text:
+        raise InvalidDomain("a domain name is required")
+    try:
+        ascii_name = idna.encode(text, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError) as exc:
+        raise InvalidDomain(f"{name!r} is not a valid domain name: {exc}") from None
+    ascii_name = ascii_name.lower()
+    labels = ascii_name.split(".")
+    if len(labels) < 2:
+        raise InvalidDomain(f"{name!r} is not a fully qualified domain name (it has no dot)")
+    if len(ascii_name) > MAX_DOMAIN_LENGTH:
+        raise InvalidDomain(f"{name!r} is longer than {MAX_DOMAIN_LENGTH} characters")
+    if labels[-1].isdigit():
+        raise InvalidDomain(f"{name!r} ends in a numeric label, like an IP address")
+    return ascii_name
+
+
+def unicode_domain(ascii_name: str) -> str:
+    """The U-label form of a normalised domain, for display."""
+    try:
+        return idna.decode(ascii_name)
+    except idna.IDNAError:
+        return ascii_name
+
+
+def normalize_local_part(local_part: str, domain: str) -> str:
+    """Validate a local part for an alias on ``domain``; return its lookup key.
+
+    Only dot-atoms are accepted for aliases we create: quoted local parts are legal on the
+    wire but no one types them, and they invite confusion with ``"user@foreign"``.
+    """
+    if not local_part or local_part != local_part.strip():
+        raise InvalidLocalPart("the local part must not be empty or have surrounding spaces")
+    if local_part.startswith('"'):
+        raise InvalidLocalPart("quoted local parts are not supported for aliases")
+    try:
+        address = parse_address(f"{local_part}@{domain}")
+    except InvalidAddress as exc:
+        raise InvalidLocalPart(exc.message.replace(f"@{domain}", "", 1)) from None
+    return address.key

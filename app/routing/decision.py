@@ -1,0 +1,136 @@
+"""The routing decision: which rule covers an address, and what happens to its mail.
+
+Precedence: an exact alias beats ``local+tag`` (when the domain has subaddressing,
+RFC 5233) beats the catch-all. A rule that matches but does not receive mail (disabled,
+expired, over its limit, unverified destinations) refuses the address: it does not fall
+through to the catch-all, so disabling a leaked disposable address really stops it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from app.routing.address import Address
+from app.routing.rules import (
+    CATCH_ALL_KEY,
+    Action,
+    DomainView,
+    RuleState,
+    RuleView,
+    rule_state,
+)
+
+SUBADDRESS_SEPARATOR = "+"
+
+
+class Outcome(StrEnum):
+    FORWARD = "forward"
+    DROP = "drop"
+    REFUSE = "refuse"
+
+
+class MatchKind(StrEnum):
+    EXACT = "exact"
+    SUBADDRESS = "subaddress"
+    CATCH_ALL = "catch_all"
+
+
+class Refusal(StrEnum):
+    """Why an address is refused; the SMTP server maps each to a reply code."""
+
+    DOMAIN_NOT_SERVED = "domain_not_served"  # a relay attempt: 550 5.7.1
+    UNKNOWN_ADDRESS = "unknown_address"  # 550 5.1.1
+    RULE_INACTIVE = "rule_inactive"  # 550 5.1.1, like an unknown address
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    explanation: str
+    rule: RuleView | None = None
+    matched_by: MatchKind | None = None
+    destinations: tuple[str, ...] = ()
+    refusal: Refusal | None = None
+    rule_state: RuleState | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome is not Outcome.REFUSE
+
+
+def base_key(key: str) -> str | None:
+    """``shop`` for ``shop+news``; None when the key has no (non-empty) base."""
+    base, sep, _ = key.partition(SUBADDRESS_SEPARATOR)
+    return base if sep and base else None
+
+
+def lookup_keys(address: Address) -> tuple[str, ...]:
+    """Every rule key that may decide ``address``: what the one indexed query fetches."""
+    keys = [address.key]
+    base = base_key(address.key)
+    if base is not None:
+        keys.append(base)
+    keys.append(CATCH_ALL_KEY)
+    return tuple(keys)
+
+
+def resolve_route(address: Address, domain: DomainView | None, now: datetime) -> Decision:
+    """Decide what happens to mail for ``address``, given the rules fetched for it."""
+    if domain is None or address.is_literal or address.domain != domain.name:
+        return Decision(
+            Outcome.REFUSE,
+            f"{address.domain} is not a domain served here",
+            refusal=Refusal.DOMAIN_NOT_SERVED,
+        )
+    match = _match(address, domain)
+    if match is None:
+        return Decision(
+            Outcome.REFUSE,
+            f"no rule covers {address}",
+            refusal=Refusal.UNKNOWN_ADDRESS,
+        )
+    rule, matched_by = match
+    state, reason = rule_state(rule, now)
+    if state is not RuleState.ACTIVE:
+        return Decision(
+            Outcome.REFUSE,
+            f"{address} is not receiving mail: {reason}",
+            rule=rule,
+            matched_by=matched_by,
+            refusal=Refusal.RULE_INACTIVE,
+            rule_state=state,
+        )
+    if rule.action is Action.DROP:
+        return Decision(
+            Outcome.DROP,
+            f"mail for {address} is accepted and discarded",
+            rule=rule,
+            matched_by=matched_by,
+            rule_state=state,
+        )
+    destinations = tuple(d.email for d in rule.destinations)
+    return Decision(
+        Outcome.FORWARD,
+        f"mail for {address} is forwarded to " + ", ".join(destinations),
+        rule=rule,
+        matched_by=matched_by,
+        destinations=destinations,
+        rule_state=state,
+    )
+
+
+def _match(address: Address, domain: DomainView) -> tuple[RuleView, MatchKind] | None:
+    exact = domain.rules.get(address.key)
+    if exact is not None and address.key != CATCH_ALL_KEY:
+        return exact, MatchKind.EXACT
+    base = base_key(address.key)
+    if domain.subaddressing and base is not None:
+        rule = domain.rules.get(base)
+        if rule is not None:
+            return rule, MatchKind.SUBADDRESS
+    catch_all = domain.rules.get(CATCH_ALL_KEY)
+    if catch_all is not None and catch_all.enabled:
+        return catch_all, MatchKind.CATCH_ALL
+    return None

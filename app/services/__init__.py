@@ -1,0 +1,1 @@
+"""Use cases over the database. Services flush, never commit: the edges own the unit of work."""
