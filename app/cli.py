@@ -9,18 +9,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, TypeVar
 
 import typer
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.app import create_app
-from app.api.context import ApiContext
 from app.config import Settings, SettingsError, get_settings
-from app.db import migrate
 from app.db.engine import create_engine, create_sessionmaker, session_scope
 from app.errors import MailrouteError
 from app.resolver import DnsResolver
 from app.routing import Action
-from app.services import aliases, destinations, domains, tokens
+from app.services import aliases, destinations, domains, queue, tokens
 from app.services.destinations import MailIdentity
 
 T = TypeVar("T")
@@ -34,6 +30,8 @@ cli.add_typer(token_cli, name="token")
 cli.add_typer(domain_cli, name="domain")
 cli.add_typer(alias_cli, name="alias")
 cli.add_typer(destination_cli, name="destination")
+queue_cli = typer.Typer(help="The outbound queue.", no_args_is_help=True)
+cli.add_typer(queue_cli, name="queue")
 
 
 def main() -> None:
@@ -88,6 +86,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
 @cli.command("migrate")
 def migrate_command() -> None:
     """Bring the database schema up to date."""
+    from app.db import migrate
+
     settings = _settings()
     migrate.upgrade(settings.database_url)
     typer.echo(f"database at revision {migrate.head_revision()}")
@@ -96,6 +96,8 @@ def migrate_command() -> None:
 @cli.command()
 def serve() -> None:
     """Migrate, then run the service in one process (the embedded default)."""
+    from app.db import migrate
+
     settings = _settings()
     migrate.upgrade(settings.database_url)
     asyncio.run(_serve_api(settings))
@@ -108,6 +110,14 @@ def api() -> None:
 
 
 async def _serve_api(settings: Settings, *, require_current_schema: bool = False) -> None:
+    # Imported here: the server stack (FastAPI, uvicorn, Alembic) would otherwise slow
+    # every management command by most of a second.
+    import uvicorn
+
+    from app.api.app import create_app
+    from app.api.context import ApiContext
+    from app.db import migrate
+
     engine = create_engine(settings.database_url)
     try:
         if require_current_schema:
@@ -284,3 +294,24 @@ def alias_remove(domain: str, local_part: str) -> None:
     """Delete an alias."""
     _run_db(lambda s: aliases.delete_alias(s, domain, local_part))
     typer.echo(f"alias {local_part}@{domain} removed")
+
+
+# --- queue ---------------------------------------------------------------------------
+
+
+@queue_cli.command("list")
+def queue_list() -> None:
+    """Deliveries waiting to go out, soonest first (like postqueue -p)."""
+    rows = _run_db(queue.list_waiting)
+    _table(
+        ["ID", "MESSAGE", "STATUS", "RECIPIENT", "ATTEMPTS", "NEXT ATTEMPT"],
+        [(d.id, d.message_id, d.status, d.recipient, d.attempts, d.next_attempt_at) for d in rows],
+    )
+
+
+@queue_cli.command("show")
+def queue_show(message_id: int) -> None:
+    """Print a stored message exactly as it will be sent (like postcat -q)."""
+    message = _run_db(lambda s: queue.get_message(s, message_id))
+    sys.stdout.buffer.write(message.content)
+    sys.stdout.buffer.flush()

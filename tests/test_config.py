@@ -1,0 +1,93 @@
+"""Settings: MAILROUTE_* environment, .env, defaults, and one clear line per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import Nameserver, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No MAILROUTE_* from the outside, and no .env from the working directory."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MAILROUTE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_settings_defaults() -> None:
+    settings = load_settings(hostname="mx.example.org")
+    assert settings.database_url == "sqlite+aiosqlite:///./data/mailroute.db"
+    assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8000)
+    assert (settings.smtp_host, settings.smtp_port) == ("127.0.0.1", 2525)
+    assert settings.dns_nameservers == []
+    assert settings.delivery_port == 25
+    assert settings.max_message_size == 25 * 1024 * 1024
+    assert settings.public_url == "http://127.0.0.1:8000"
+
+
+def test_settings_read_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILROUTE_API_PORT", "9000")
+    monkeypatch.setenv("MAILROUTE_HOSTNAME", "MX.Example.ORG.")
+    monkeypatch.setenv("MAILROUTE_PUBLIC_URL", "https://mail.example.org/")
+    settings = load_settings()
+    assert settings.api_port == 9000
+    assert settings.hostname == "mx.example.org"
+    assert settings.public_url == "https://mail.example.org"
+
+
+def test_settings_read_dotenv_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("MAILROUTE_SMTP_PORT=2626\nMAILROUTE_DELIVERY_PORT=2727\n")
+    settings = load_settings()
+    assert (settings.smtp_port, settings.delivery_port) == (2626, 2727)
+
+
+def test_settings_environment_beats_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("MAILROUTE_SMTP_PORT=2626\n")
+    monkeypatch.setenv("MAILROUTE_SMTP_PORT", "2828")
+    assert load_settings().smtp_port == 2828
+
+
+def test_settings_parse_nameserver_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILROUTE_DNS_NAMESERVERS", "127.0.0.1:5353, 10.0.0.1,[::1]:53")
+    assert load_settings().dns_nameservers == [
+        ("127.0.0.1", 5353),
+        ("10.0.0.1", 53),
+        ("::1", 53),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["dns.example", "127.0.0.1:0", "127.0.0.1:99999", "[::1", "1.2.3.4:x"]
+)
+def test_nameserver_parse_refuses_bad_values(text: str) -> None:
+    with pytest.raises(ValueError):
+        Nameserver.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MAILROUTE_API_PORT", "eighty"),
+        ("MAILROUTE_SMTP_PORT", "70000"),
+        ("MAILROUTE_DATABASE_URL", "mysql://localhost/db"),
+        ("MAILROUTE_DNS_NAMESERVERS", "not-an-ip"),
+        ("MAILROUTE_PUBLIC_URL", "mail.example.org"),
+        ("MAILROUTE_MAX_MESSAGE_SIZE", "-1"),
+        ("MAILROUTE_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_settings_bad_value_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"invalid setting {variable}: ")
+    assert "\n" not in message
