@@ -15,6 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from app.errors import InvalidAddress, InvalidDomain, InvalidLocalPart
 
 MAX_DOMAIN_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
+MAX_LOCAL_PART_OCTETS = 64  # RFC 5321 4.5.3.1.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,8 @@ def parse_address(raw: str) -> Address:
 
 def normalize_domain(name: str) -> str:
     """Lower case, IDNA (UTS #46) to A-labels, validated; raise InvalidDomain."""
-    text = name.strip().rstrip(".")
+    text = name.strip()
+    text = text[:-1] if text.endswith(".") else text  # the root's dot, once; ".." is an error
     if not text:
         raise InvalidDomain("a domain name is required")
     try:
@@ -69,6 +71,8 @@ def normalize_domain(name: str) -> str:
         raise InvalidDomain(f"{name!r} is not a valid domain name: {exc}") from None
     ascii_name = ascii_name.lower()
     labels = ascii_name.split(".")
+    if "" in labels:
+        raise InvalidDomain(f"{name!r} is not a valid domain name: it has an empty label")
     if len(labels) < 2:
         raise InvalidDomain(f"{name!r} is not a fully qualified domain name (it has no dot)")
     if len(ascii_name) > MAX_DOMAIN_LENGTH:
@@ -96,6 +100,8 @@ def normalize_local_part(local_part: str, domain: str) -> str:
         raise InvalidLocalPart("the local part must not be empty or have surrounding spaces")
     if local_part.startswith('"'):
         raise InvalidLocalPart("quoted local parts are not supported for aliases")
+    if len(local_part.encode("utf-8", "surrogatepass")) > MAX_LOCAL_PART_OCTETS:
+        raise InvalidLocalPart(f"a local part is at most {MAX_LOCAL_PART_OCTETS} octets long")
     try:
         address = parse_address(f"{local_part}@{domain}")
     except InvalidAddress as exc:

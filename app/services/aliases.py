@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -45,7 +45,7 @@ async def create_alias(
     """Create a custom alias, or a disposable one when ``local_part`` is None."""
     domain = await get_domain(session, domain_name)
     chosen = await _resolve_destinations(session, action, destinations or [])
-    _check_expiry(expires_at)
+    expires_at = _check_expiry(expires_at)
     if local_part is None:
         key = await _free_disposable_key(session, domain)
     else:
@@ -126,8 +126,7 @@ async def update_alias(
         rule.destinations = await _resolve_destinations(session, action, emails)
         rule.action = action
     if "expires_at" in changes:
-        _check_expiry(changes["expires_at"])
-        rule.expires_at = changes["expires_at"]
+        rule.expires_at = _check_expiry(changes["expires_at"])
     for field in ("enabled", "max_messages", "note"):
         if field in changes:
             setattr(rule, field, changes[field])
@@ -204,6 +203,10 @@ async def _resolve_destinations(
     return [found[e] for e in normalized]
 
 
-def _check_expiry(expires_at: datetime | None) -> None:
-    if expires_at is not None and expires_at <= utcnow():
+def _check_expiry(expires_at: datetime | None) -> datetime | None:
+    """A future expiry, in UTC (as it reads back from the database)."""
+    if expires_at is None:
+        return None
+    if expires_at <= utcnow():
         raise InvalidRule("expires_at must be in the future; to stop an alias, disable it")
+    return expires_at.astimezone(UTC)

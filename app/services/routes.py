@@ -62,7 +62,6 @@ async def load_domain_view(session: AsyncSession, address: Address) -> DomainVie
         .outerjoin(RuleDestination, RuleDestination.rule_id == Rule.id)
         .outerjoin(Destination, Destination.id == RuleDestination.destination_id)
         .where(Domain.name == address.domain)
-        .order_by(Destination.email)
     )
     rows = (await session.execute(query)).all()
     if not rows:
@@ -77,7 +76,10 @@ async def load_domain_view(session: AsyncSession, address: Address) -> DomainVie
             destinations.setdefault(rule.local_part, []).append(
                 DestinationView(email, status == "verified")
             )
-    views = {key: rule_view(rule, destinations.get(key, ())) for key, rule in rules.items()}
+    views = {
+        key: rule_view(rule, sorted(destinations.get(key, ()), key=lambda d: d.email))
+        for key, rule in rules.items()
+    }
     return DomainView(name=rows[0][0], subaddressing=rows[0][1], rules=views)
 
 

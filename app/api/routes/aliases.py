@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Response
 from app.api.deps import SessionDep
 from app.api.routes.rule_status import status_fields
 from app.api.schemas.aliases import AliasCreate, AliasPage, AliasPublic, AliasUpdate
+from app.api.schemas.base import Line
 from app.db.models import Rule
 from app.routing import Action, normalize_domain
 from app.services import aliases
@@ -21,7 +22,7 @@ def alias_public(rule: Rule, domain: str) -> AliasPublic:
         domain=domain,
         disposable=rule.disposable,
         action=rule.action,
-        destinations=[d.email for d in rule.destinations],
+        destinations=sorted(d.email for d in rule.destinations),
         enabled=rule.enabled,
         expires_at=rule.expires_at,
         max_messages=rule.max_messages,
@@ -55,7 +56,7 @@ async def list_aliases(
     domain: str,
     session: SessionDep,
     enabled: bool | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="Part of address or note")] = None,
+    q: Annotated[Line | None, Query(max_length=200, description="Part of address or note")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
 ) -> AliasPage:
@@ -71,14 +72,14 @@ async def list_aliases(
     )
 
 
-@router.get("/{local_part}", summary="Show an alias")
+@router.get("/{local_part:path}", summary="Show an alias")
 async def get_alias(domain: str, local_part: str, session: SessionDep) -> AliasPublic:
     """One alias with its status: whether it receives mail now, and if not, why."""
     rule = await aliases.get_alias(session, domain, local_part)
     return alias_public(rule, normalize_domain(domain))
 
 
-@router.patch("/{local_part}", summary="Change an alias")
+@router.patch("/{local_part:path}", summary="Change an alias")
 async def update_alias(
     domain: str, local_part: str, body: AliasUpdate, session: SessionDep
 ) -> AliasPublic:
@@ -91,7 +92,7 @@ async def update_alias(
     return alias_public(rule, normalize_domain(domain))
 
 
-@router.delete("/{local_part}", status_code=204, summary="Delete an alias")
+@router.delete("/{local_part:path}", status_code=204, summary="Delete an alias")
 async def delete_alias(domain: str, local_part: str, session: SessionDep) -> Response:
     """Delete the alias; its address is refused from then on (or caught by the catch-all)."""
     await aliases.delete_alias(session, domain, local_part)

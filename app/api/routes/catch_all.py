@@ -48,6 +48,6 @@ def _public(domain: str, rule: Rule) -> CatchAllPublic:
         domain=domain,
         enabled=rule.enabled,
         action=rule.action,
-        destinations=[d.email for d in rule.destinations],
+        destinations=sorted(d.email for d in rule.destinations),
         **status_fields(rule),
     )

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.api.deps import ContextDep, SessionDep
+from app.api.routes.ids import Id
 from app.api.schemas.destinations import DestinationCreate, DestinationPublic
 from app.db.models import Destination
 from app.services import destinations
@@ -32,14 +33,14 @@ async def list_destinations(session: SessionDep) -> list[DestinationPublic]:
 
 
 @router.get("/{destination_id}", summary="Show a destination")
-async def get_destination(destination_id: int, session: SessionDep) -> DestinationPublic:
+async def get_destination(destination_id: Id, session: SessionDep) -> DestinationPublic:
     """One destination, with its verification status."""
     return destination_public(await destinations.get_destination(session, destination_id))
 
 
 @router.post("/{destination_id}/resend", summary="Resend the verification message")
 async def resend_verification(
-    destination_id: int, session: SessionDep, context: ContextDep
+    destination_id: Id, session: SessionDep, context: ContextDep
 ) -> DestinationPublic:
     """Mail a fresh verification link; earlier links stop working."""
     destination = await destinations.resend_verification(
@@ -49,7 +50,7 @@ async def resend_verification(
 
 
 @router.delete("/{destination_id}", status_code=204, summary="Remove a destination")
-async def delete_destination(destination_id: int, session: SessionDep) -> Response:
+async def delete_destination(destination_id: Id, session: SessionDep) -> Response:
     """Remove an inbox no alias forwards to any more (409 while one still does)."""
     await destinations.delete_destination(session, destination_id)
     return Response(status_code=204)

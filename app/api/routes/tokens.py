@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import SessionDep
+from app.api.routes.ids import Id
 from app.api.schemas.tokens import TokenCreate, TokenCreated, TokenPublic
 from app.services import tokens
 
@@ -27,7 +28,7 @@ async def create_token(body: TokenCreate, session: SessionDep) -> TokenCreated:
 
 
 @router.delete("/{token_id}", summary="Revoke an API token")
-async def revoke_token(token_id: int, session: SessionDep) -> TokenPublic:
+async def revoke_token(token_id: Id, session: SessionDep) -> TokenPublic:
     """Revoke a token at once; it stays listed, marked revoked."""
     return TokenPublic.model_validate(
         await tokens.revoke_token(session, token_id), from_attributes=True

@@ -10,14 +10,13 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
-    StrictStr,
 )
 
-from app.api.schemas.base import RequestModel
+from app.api.schemas.base import Line, Paragraph, RequestModel
 
-Email = Annotated[StrictStr, Field(min_length=3, max_length=320)]
+Email = Annotated[Line, Field(min_length=3, max_length=320)]
 Destinations = Annotated[list[Email], Field(max_length=10)]
-Note = Annotated[StrictStr, Field(max_length=1000)]
+Note = Annotated[Paragraph, Field(max_length=1000)]
 ActionName = Literal["forward", "drop"]
 StateName = Literal[
     "active", "disabled", "expired", "limit_reached", "no_destinations", "unverified_destinations"
@@ -25,7 +24,7 @@ StateName = Literal[
 
 
 class AliasCreate(RequestModel):
-    local_part: StrictStr | None = Field(
+    local_part: Line | None = Field(
         None, min_length=1, max_length=64, description="Omit for a generated disposable address"
     )
     action: ActionName = "forward"

@@ -2,7 +2,37 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr
+
+# Control characters and lone surrogates (JSON can carry "\ud800") are refused in every text
+# field: PostgreSQL cannot store NUL, no encoder takes a lone surrogate, and a CR or LF must
+# never reach a header we write.
+LINE_BREAKS = "\t\n\r"
+
+
+def _check_text(value: str, allowed: str) -> str:
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cs") and char not in allowed:
+            raise ValueError(f"must not contain the control character U+{ord(char):04X}")
+    return value
+
+
+def single_line(value: str) -> str:
+    return _check_text(value, "")
+
+
+def multi_line(value: str) -> str:
+    return _check_text(value, LINE_BREAKS)
+
+
+Line = Annotated[StrictStr, AfterValidator(single_line)]
+"""One line of text: no control characters at all."""
+
+Paragraph = Annotated[StrictStr, AfterValidator(multi_line)]
+"""Free text: tabs and line breaks allowed, other control characters not."""
 
 
 class RequestModel(BaseModel):

@@ -3,13 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas.base import RequestModel
+from app.api.schemas.base import Line, RequestModel
 
 
 class DestinationCreate(RequestModel):
-    email: StrictStr = Field(min_length=3, max_length=320)
+    email: Line = Field(min_length=3, max_length=320)
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"email": "me@inbox.example"}]})
 

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from app.api.schemas.base import RequestModel
+from app.api.schemas.base import Line, RequestModel
 
 
 class DomainCreate(RequestModel):
-    name: StrictStr = Field(
+    name: Line = Field(
         min_length=1, max_length=300, description="Unicode or ASCII; stored as A-labels"
     )
     subaddressing: StrictBool = Field(True, description="Route local+tag to the alias local")

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas.base import RequestModel
+from app.api.schemas.base import Line, RequestModel
 
 
 class TokenCreate(RequestModel):
-    name: StrictStr = Field(min_length=1, max_length=100)
+    name: Line = Field(min_length=1, max_length=100)
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "laptop"}]})
 
