@@ -22,6 +22,7 @@ from app.api.context import ApiContext
 from app.db import migrate
 from app.db.engine import create_engine, create_sessionmaker, session_scope
 from app.db.models import Base
+from app.resolver import MxRecord
 from app.services import tokens
 from app.services.destinations import MailIdentity
 from tests.fakes import FakeResolver
@@ -104,6 +105,7 @@ async def session(
 def resolver() -> FakeResolver:
     resolver = FakeResolver()
     resolver.add_mailbox_domain("inbox.example")
+    resolver.mx_records["nomail.example"] = [MxRecord(0, "")]  # RFC 7505 null MX
     return resolver
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 
 from app import __version__
+from app.api.auth import TokenAuth
 from app.api.content_type import RequireJsonBody
 from app.api.context import ApiContext
 from app.api.deps import require_token
 from app.api.errors import install_error_handlers
+from app.api.openapi import install_openapi
 from app.api.routes import (
     aliases,
     catch_all,
@@ -43,6 +45,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     app.add_middleware(RequireJsonBody)
+    app.add_middleware(TokenAuth, context=context)  # added last: runs first
 
     protected = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
     for module in (domains, destinations, aliases, catch_all, route, tokens):
@@ -52,4 +55,5 @@ def create_app(context: ApiContext) -> FastAPI:
     v1.include_router(verify.router)
     app.include_router(v1)
     app.include_router(health.router)
+    install_openapi(app)
     return app

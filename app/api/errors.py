@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from app.api.deps import Unauthorized
 from app.errors import (
@@ -36,7 +37,8 @@ STATUS_BY_ERROR: list[tuple[type[MailrouteError], int]] = [
 ]
 
 HTTP_CODES = {
-    400: "bad_request",
+    # FastAPI raises a bare 400 only when it cannot decode the body (e.g. not UTF-8).
+    400: "malformed_json",
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
@@ -88,10 +90,26 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers or {})
+    message = str(exc.detail)
+    if exc.status_code == 400:
+        message = "the request body is not valid JSON"
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some operation takes at this path (RFC 9110 15.5.6); Starlette names
+    only the first route whose path matched. Read from the OpenAPI paths: public API."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].match(request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:

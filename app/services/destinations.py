@@ -18,8 +18,7 @@ from app.errors import (
     DestinationExists,
     DestinationInUse,
     DestinationNotFound,
-    DnsNoSuchDomain,
-    DnsTemporaryFailure,
+    DnsError,
     InvalidAddress,
     UndeliverableDomain,
     VerificationExpired,
@@ -59,20 +58,19 @@ def normalize_email(email: str) -> str:
 
 
 async def check_receives_mail(resolver: Resolver, domain: str) -> None:
-    """Refuse a domain that says it takes no mail: NXDOMAIN, or a null MX (RFC 7505).
+    """Refuse a domain that publishes a null MX (RFC 7505): its owner says it takes no mail.
 
-    A look-up that fails temporarily does not block: delivery will retry, or bounce.
+    Only that explicit statement refuses. What this host's resolver cannot see (NXDOMAIN
+    from a split-horizon or offline resolver, a lame server, a timeout) may still be
+    reachable through a smarthost or later; delivery of the verification mail decides.
     """
     try:
         records = await resolver.mx(domain)
-        if is_null_mx(records):
-            raise UndeliverableDomain(f"{domain} publishes a null MX: it accepts no mail")
-        if not records and not await resolver.addresses(domain):
-            raise UndeliverableDomain(f"{domain} has neither MX nor address records")
-    except DnsNoSuchDomain:
-        raise UndeliverableDomain(f"the domain {domain} does not exist") from None
-    except DnsTemporaryFailure as exc:
-        log.warning("could not check whether %s receives mail: %s", domain, exc)
+    except DnsError as exc:
+        log.info("could not check whether %s receives mail: %s", domain, exc)
+        return
+    if is_null_mx(records):
+        raise UndeliverableDomain(f"{domain} publishes a null MX: it accepts no mail")
 
 
 async def create_destination(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
 from app.api.deps import SessionDep
@@ -11,6 +11,8 @@ router = APIRouter(tags=["health"])
 
 class Health(BaseModel):
     status: str
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
 
 
 @router.get("/healthz", summary="Health check")

@@ -18,7 +18,8 @@ from app.services import destinations
 
 router = APIRouter(prefix="/verify", tags=["verification"])
 
-TokenPath = Annotated[str, Path(min_length=1, max_length=128)]
+# Any text: a mangled or overlong link is just an unknown one, answered with the 404 page.
+TokenPath = Annotated[str, Path()]
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",

@@ -11,6 +11,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
 )
+from pydantic.config import JsonDict
 
 from app.api.schemas.base import Line, Paragraph, RequestModel
 
@@ -21,6 +22,26 @@ ActionName = Literal["forward", "drop"]
 StateName = Literal[
     "active", "disabled", "expired", "limit_reached", "no_destinations", "unverified_destinations"
 ]
+
+
+ALIAS_EXAMPLE: JsonDict = {
+    "address": "shop@example.org",
+    "local_part": "shop",
+    "domain": "example.org",
+    "disposable": False,
+    "action": "forward",
+    "destinations": ["me@inbox.example"],
+    "enabled": True,
+    "expires_at": None,
+    "max_messages": None,
+    "message_count": 0,
+    "note": None,
+    "active": False,
+    "status": "unverified_destinations",
+    "reason": "waiting for verification of me@inbox.example",
+    "created_at": "2026-11-29T10:00:00Z",
+    "updated_at": "2026-11-29T10:00:00Z",
+}
 
 
 class AliasCreate(RequestModel):
@@ -80,30 +101,7 @@ class AliasPublic(RuleStatus):
     created_at: datetime
     updated_at: datetime
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "address": "shop@example.org",
-                    "local_part": "shop",
-                    "domain": "example.org",
-                    "disposable": False,
-                    "action": "forward",
-                    "destinations": ["me@inbox.example"],
-                    "enabled": True,
-                    "expires_at": None,
-                    "max_messages": None,
-                    "message_count": 0,
-                    "note": None,
-                    "active": False,
-                    "status": "unverified_destinations",
-                    "reason": "waiting for verification of me@inbox.example",
-                    "created_at": "2026-11-29T10:00:00Z",
-                    "updated_at": "2026-11-29T10:00:00Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [ALIAS_EXAMPLE]})
 
 
 class AliasPage(BaseModel):
@@ -111,6 +109,12 @@ class AliasPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [ALIAS_EXAMPLE], "total": 1, "limit": 50, "offset": 0}]
+        }
+    )
 
 
 class CatchAllPut(RequestModel):

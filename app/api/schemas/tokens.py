@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from app.api.schemas.base import Line, RequestModel
 
@@ -13,6 +14,16 @@ class TokenCreate(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "laptop"}]})
 
 
+TOKEN_EXAMPLE: JsonDict = {
+    "id": 1,
+    "name": "laptop",
+    "prefix": "mr_Xk3v9Qa",
+    "created_at": "2026-11-29T10:00:00Z",
+    "last_used_at": None,
+    "revoked_at": None,
+}
+
+
 class TokenPublic(BaseModel):
     id: int
     name: str
@@ -21,21 +32,16 @@ class TokenPublic(BaseModel):
     last_used_at: datetime | None
     revoked_at: datetime | None
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 1,
-                    "name": "laptop",
-                    "prefix": "mr_Xk3v9Qa",
-                    "created_at": "2026-11-29T10:00:00Z",
-                    "last_used_at": None,
-                    "revoked_at": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [TOKEN_EXAMPLE]})
 
 
 class TokenCreated(TokenPublic):
     token: str = Field(description="The secret; shown only in this answer")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {**TOKEN_EXAMPLE, "token": "mr_Xk3v9QaT0pS3cr3t-shown-once-only-keep-it-safe"}
+            ]
+        }
+    )

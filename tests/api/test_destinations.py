@@ -1,0 +1,468 @@
+"""/v1/destinations: adding inboxes (checked in DNS), mailing their verification link,
+listing, resending and removing them."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.models import Delivery, Message, VerificationToken
+from app.resolver import MxRecord
+from tests.conftest import HOSTNAME, PUBLIC_URL
+from tests.fakes import FakeResolver
+from tests.matchers import Recent
+
+SENDER = f"mailroute-noreply@{HOSTNAME}"
+LINK = re.compile(re.escape(PUBLIC_URL) + r"/v1/verify/([A-Za-z0-9_-]+)")
+
+
+def pending(destination_id: int, address: str) -> dict:
+    return {
+        "id": destination_id,
+        "email": address,
+        "status": "pending",
+        "verified_at": None,
+        "created_at": Recent(),
+    }
+
+
+def error(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+async def add_destination(client: httpx.AsyncClient, address: str) -> dict:
+    response = await client.post("/v1/destinations", json={"email": address})
+    assert response.status_code == 201, response.text
+    body: dict = response.json()
+    return body
+
+
+async def stored_messages(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Message]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(Message).order_by(Message.id)))
+
+
+async def stored_deliveries(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Delivery]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def parse(message: Message) -> EmailMessage:
+    parsed = email.message_from_bytes(message.content, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def link_token(message: Message) -> str:
+    body = parse(message).get_body(("plain",))
+    assert body is not None
+    match = LINK.search(body.get_content())
+    assert match is not None, body.get_content()
+    return match.group(1)
+
+
+# --- POST /v1/destinations ----------------------------------------------------------------
+
+
+async def test_create_destination_returns_it_pending(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/destinations", json={"email": "me@inbox.example"})
+
+    assert response.status_code == 201
+    assert response.json() == pending(response.json()["id"], "me@inbox.example")
+
+
+async def test_create_destination_lowercases_domain_only(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/destinations", json={"email": "Me.Myself@INBOX.Example"})
+
+    assert response.status_code == 201
+    assert response.json()["email"] == "Me.Myself@inbox.example"
+
+
+async def test_create_destination_refuses_invalid_address(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/destinations", json={"email": "not-an-address"})
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_address"
+
+
+async def test_create_destination_refuses_null_mx(
+    client: httpx.AsyncClient, resolver: FakeResolver
+) -> None:
+    resolver.mx_records["nomail.example"] = [MxRecord(0, "")]  # RFC 7505
+
+    response = await client.post("/v1/destinations", json={"email": "me@nomail.example"})
+
+    assert response.status_code == 422
+    assert response.json() == error(
+        "undeliverable_domain", "nomail.example publishes a null MX: it accepts no mail"
+    )
+
+
+async def test_create_destination_nxdomain_does_not_block(client: httpx.AsyncClient) -> None:
+    # Only a published null MX refuses; what this host's resolver cannot see may still be
+    # reachable (split horizon, smarthost), and delivery of the verification mail decides.
+    response = await client.post("/v1/destinations", json={"email": "me@nowhere.example"})
+
+    assert response.status_code == 201
+    assert response.json() == pending(response.json()["id"], "me@nowhere.example")
+
+
+async def test_create_destination_accepts_domain_with_address_only(
+    client: httpx.AsyncClient, resolver: FakeResolver
+) -> None:
+    # RFC 5321 5.1: without MX records, the domain's address is the implicit MX.
+    resolver.address_records["host.example"] = ["192.0.2.25"]
+
+    response = await client.post("/v1/destinations", json={"email": "me@host.example"})
+
+    assert response.status_code == 201
+    assert response.json()["email"] == "me@host.example"
+
+
+async def test_create_destination_dns_failure_does_not_block(
+    client: httpx.AsyncClient, resolver: FakeResolver
+) -> None:
+    resolver.failing.add("flaky.example")
+
+    response = await client.post("/v1/destinations", json={"email": "me@flaky.example"})
+
+    assert response.status_code == 201
+    assert response.json() == pending(response.json()["id"], "me@flaky.example")
+
+
+async def test_create_destination_refuses_duplicate(client: httpx.AsyncClient) -> None:
+    created = await add_destination(client, "me@inbox.example")
+
+    response = await client.post("/v1/destinations", json={"email": "me@inbox.example"})
+
+    assert response.status_code == 409
+    assert response.json() == error(
+        "destination_exists", f"me@inbox.example is already a destination (id {created['id']})"
+    )
+
+
+async def test_create_destination_refuses_duplicate_in_other_case(
+    client: httpx.AsyncClient,
+) -> None:
+    await add_destination(client, "me@inbox.example")
+
+    response = await client.post("/v1/destinations", json={"email": "ME@Inbox.EXAMPLE"})
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "destination_exists"
+
+
+async def test_create_destination_refused_queues_no_mail(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    response = await client.post("/v1/destinations", json={"email": "me@nomail.example"})
+
+    assert response.status_code == 422
+    assert await stored_messages(sessionmaker) == []
+    assert await stored_deliveries(sessionmaker) == []
+
+
+async def test_create_destination_queues_one_verification_message(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_destination(client, "me@inbox.example")
+
+    messages = await stored_messages(sessionmaker)
+
+    assert [(m.kind, m.mail_from) for m in messages] == [("verification", SENDER)]
+    assert messages[0].size == len(messages[0].content)
+
+
+async def test_create_destination_queues_one_delivery_to_the_destination(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_destination(client, "me@inbox.example")
+    [message] = await stored_messages(sessionmaker)
+
+    deliveries = await stored_deliveries(sessionmaker)
+
+    assert [
+        (d.message_id, d.original_rcpt, d.recipient, d.mail_from, d.status, d.rule_id)
+        for d in deliveries
+    ] == [(message.id, "me@inbox.example", "me@inbox.example", SENDER, "queued", None)]
+
+
+async def test_create_destination_delivery_is_due_now(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_destination(client, "me@inbox.example")
+
+    [delivery] = await stored_deliveries(sessionmaker)
+
+    assert delivery.next_attempt_at <= datetime.now(UTC)
+    assert delivery.expires_at > datetime.now(UTC) + timedelta(days=1)
+
+
+async def test_create_destination_message_headers(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_destination(client, "me@inbox.example")
+    [message] = await stored_messages(sessionmaker)
+
+    parsed = parse(message)
+
+    assert parsed["To"] == "me@inbox.example"
+    assert parsed["From"] == f"mailroute <{SENDER}>"
+    assert parsed["Subject"] == "Confirm forwarding to this address"
+    assert parsed["Auto-Submitted"] == "auto-generated"
+    assert parsed["Message-ID"] == message.message_id
+    assert message.message_id is not None and message.message_id.endswith(f"@{HOSTNAME}>")
+
+
+async def test_create_destination_message_holds_verification_link(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    destination = await add_destination(client, "me@inbox.example")
+    [message] = await stored_messages(sessionmaker)
+
+    token = link_token(message)
+
+    page = await client.get(f"/v1/verify/{token}")
+    assert page.status_code == 200
+    assert destination["email"] in page.text
+
+
+async def test_create_destination_stores_only_hash_of_link(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_destination(client, "me@inbox.example")
+    [message] = await stored_messages(sessionmaker)
+    token = link_token(message)
+
+    async with sessionmaker() as session:
+        [row] = await session.scalars(select(VerificationToken))
+
+    assert token not in row.token_hash
+    assert len(row.token_hash) == 64
+
+
+async def test_create_destination_accepts_internationalized_address(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    response = await client.post("/v1/destinations", json={"email": "jörg@inbox.example"})
+
+    assert response.status_code == 201
+    assert response.json()["email"] == "jörg@inbox.example"
+    [message] = await stored_messages(sessionmaker)
+    assert parse(message)["To"] == "jörg@inbox.example"
+
+
+# --- GET /v1/destinations -----------------------------------------------------------------
+
+
+async def test_list_destinations_is_empty_at_first(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/destinations")
+
+    assert response.status_code == 200
+    assert response.json() == []
+
+
+async def test_list_destinations_orders_by_email(client: httpx.AsyncClient) -> None:
+    zoe = await add_destination(client, "zoe@inbox.example")
+    adam = await add_destination(client, "adam@inbox.example")
+
+    response = await client.get("/v1/destinations")
+
+    assert response.status_code == 200
+    assert response.json() == [
+        pending(adam["id"], "adam@inbox.example"),
+        pending(zoe["id"], "zoe@inbox.example"),
+    ]
+
+
+# --- GET /v1/destinations/{id} ------------------------------------------------------------
+
+
+async def test_get_destination_returns_it(client: httpx.AsyncClient) -> None:
+    created = await add_destination(client, "me@inbox.example")
+
+    response = await client.get(f"/v1/destinations/{created['id']}")
+
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_get_destination_unknown_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/destinations/999")
+
+    assert response.status_code == 404
+    assert response.json() == error("destination_not_found", "no destination with id 999")
+
+
+async def test_get_destination_non_numeric_id_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/destinations/me@inbox.example")
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+# --- POST /v1/destinations/{id}/resend ----------------------------------------------------
+
+
+async def test_resend_verification_returns_the_destination(client: httpx.AsyncClient) -> None:
+    created = await add_destination(client, "me@inbox.example")
+
+    response = await client.post(f"/v1/destinations/{created['id']}/resend")
+
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_resend_verification_queues_a_new_message(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await client.post(f"/v1/destinations/{created['id']}/resend")
+
+    messages = await stored_messages(sessionmaker)
+    deliveries = await stored_deliveries(sessionmaker)
+
+    assert [m.kind for m in messages] == ["verification", "verification"]
+    assert [d.recipient for d in deliveries] == ["me@inbox.example", "me@inbox.example"]
+    assert link_token(messages[0]) != link_token(messages[1])
+
+
+async def test_resend_verification_of_verified_destination_is_409(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    [message] = await stored_messages(sessionmaker)
+    confirmed = await client.post(f"/v1/verify/{link_token(message)}")
+    assert confirmed.status_code == 200
+
+    response = await client.post(f"/v1/destinations/{created['id']}/resend")
+
+    assert response.status_code == 409
+    assert response.json() == error("already_verified", "me@inbox.example is already verified")
+
+
+async def test_resend_verification_unknown_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/destinations/999/resend")
+
+    assert response.status_code == 404
+    assert response.json() == error("destination_not_found", "no destination with id 999")
+
+
+# --- DELETE /v1/destinations/{id} ---------------------------------------------------------
+
+
+async def test_delete_destination_answers_204_without_body(client: httpx.AsyncClient) -> None:
+    created = await add_destination(client, "me@inbox.example")
+
+    response = await client.delete(f"/v1/destinations/{created['id']}")
+
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+async def test_delete_destination_removes_it(client: httpx.AsyncClient) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await client.delete(f"/v1/destinations/{created['id']}")
+
+    response = await client.get("/v1/destinations")
+
+    assert response.json() == []
+
+
+async def test_delete_destination_lets_the_address_be_added_again(
+    client: httpx.AsyncClient,
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await client.delete(f"/v1/destinations/{created['id']}")
+
+    response = await client.post("/v1/destinations", json={"email": "me@inbox.example"})
+
+    assert response.status_code == 201
+
+
+async def test_delete_destination_unknown_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/v1/destinations/999")
+
+    assert response.status_code == 404
+    assert response.json() == error("destination_not_found", "no destination with id 999")
+
+
+async def test_delete_destination_used_by_alias_is_409(client: httpx.AsyncClient) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    assert (await client.post("/v1/domains", json={"name": "example.org"})).status_code == 201
+    alias = await client.post(
+        "/v1/domains/example.org/aliases",
+        json={"local_part": "shop", "destinations": ["me@inbox.example"]},
+    )
+    assert alias.status_code == 201, alias.text
+
+    response = await client.delete(f"/v1/destinations/{created['id']}")
+
+    assert response.status_code == 409
+    assert response.json() == error(
+        "destination_in_use",
+        "me@inbox.example is used by 1 rule(s); remove it from them first",
+    )
+
+
+async def test_delete_destination_used_by_alias_keeps_it(client: httpx.AsyncClient) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await client.post("/v1/domains", json={"name": "example.org"})
+    await client.post(
+        "/v1/domains/example.org/aliases",
+        json={"local_part": "shop", "destinations": ["me@inbox.example"]},
+    )
+    await client.delete(f"/v1/destinations/{created['id']}")
+
+    response = await client.get(f"/v1/destinations/{created['id']}")
+
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_delete_destination_used_by_catch_all_is_409(client: httpx.AsyncClient) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await client.post("/v1/domains", json={"name": "example.org"})
+    catch_all = await client.put(
+        "/v1/domains/example.org/catch-all",
+        json={"enabled": True, "destinations": ["me@inbox.example"]},
+    )
+    assert catch_all.status_code == 200, catch_all.text
+
+    response = await client.delete(f"/v1/destinations/{created['id']}")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "destination_in_use"
+
+
+async def test_delete_destination_no_longer_used_succeeds(client: httpx.AsyncClient) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await client.post("/v1/domains", json={"name": "example.org"})
+    await client.post(
+        "/v1/domains/example.org/aliases",
+        json={"local_part": "shop", "destinations": ["me@inbox.example"]},
+    )
+    await client.delete("/v1/domains/example.org/aliases/shop")
+
+    response = await client.delete(f"/v1/destinations/{created['id']}")
+
+    assert response.status_code == 204
+
+
+async def test_delete_destination_removes_its_verification_links(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await client.delete(f"/v1/destinations/{created['id']}")
+
+    async with sessionmaker() as session:
+        count = await session.scalar(select(func.count()).select_from(VerificationToken))
+
+    assert count == 0
