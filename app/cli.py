@@ -47,6 +47,9 @@ def _settings() -> Settings:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.log_level != "DEBUG":
+        # aiosmtpd logs every command at INFO, with addresses: too much for a mail log.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
     return settings
 
 
@@ -95,55 +98,54 @@ def migrate_command() -> None:
 
 @cli.command()
 def serve() -> None:
-    """Migrate, then run the service in one process (the embedded default)."""
+    """Migrate, then run the API, SMTP server and delivery worker in one process."""
     from app.db import migrate
 
     settings = _settings()
     migrate.upgrade(settings.database_url)
-    asyncio.run(_serve_api(settings))
+    _run_parts(settings, api=True, smtp=True, worker=True)
 
 
 @cli.command()
 def api() -> None:
-    """Run the management API alone (for scaling out; run `mailroute migrate` first)."""
-    asyncio.run(_serve_api(_settings(), require_current_schema=True))
+    """Run the management API alone (run `mailroute migrate` first)."""
+    _run_parts(_settings(), api=True, smtp=False, worker=False)
 
 
-async def _serve_api(settings: Settings, *, require_current_schema: bool = False) -> None:
-    # Imported here: the server stack (FastAPI, uvicorn, Alembic) would otherwise slow
-    # every management command by most of a second.
-    import uvicorn
+@cli.command()
+def smtp() -> None:
+    """Run the inbound SMTP server alone; a `worker` somewhere delivers what it queues."""
+    _run_parts(_settings(), api=False, smtp=True, worker=False)
 
-    from app.api.app import create_app
-    from app.api.context import ApiContext
+
+@cli.command()
+def worker() -> None:
+    """Run a delivery worker alone; on PostgreSQL, any number may share the queue."""
+    _run_parts(_settings(), api=False, smtp=False, worker=True)
+
+
+def _run_parts(settings: Settings, *, api: bool, smtp: bool, worker: bool) -> None:
+    # Imported here: the server stack (FastAPI, uvicorn, aiosmtpd, Alembic) would otherwise
+    # slow every management command by most of a second.
+    from app import runtime
     from app.db import migrate
 
-    engine = create_engine(settings.database_url)
-    try:
-        if require_current_schema:
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        try:
             current, head = await migrate.current_revision(engine), migrate.head_revision()
-            if current != head:
-                typer.echo(
-                    f"mailroute: database at revision {current}, code wants {head}: "
-                    "run `mailroute migrate`",
-                    err=True,
-                )
-                raise typer.Exit(1)
-        context = ApiContext(
-            sessionmaker=create_sessionmaker(engine),
-            resolver=DnsResolver(settings.dns_nameservers),
-            identity=_identity(settings),
-        )
-        config = uvicorn.Config(
-            create_app(context),
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level=settings.log_level.lower(),
-            proxy_headers=False,
-        )
-        await uvicorn.Server(config).serve()
-    finally:
-        await engine.dispose()
+        finally:
+            await engine.dispose()
+        if current != head:
+            typer.echo(
+                f"mailroute: database at revision {current}, code wants {head}: "
+                "run `mailroute migrate`",
+                err=True,
+            )
+            raise typer.Exit(1)
+        await runtime.run(settings, api=api, smtp=smtp, worker=worker)
+
+    asyncio.run(main())
 
 
 # --- tokens --------------------------------------------------------------------------

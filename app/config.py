@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, FilePath, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -75,6 +76,32 @@ class Settings(BaseSettings):
     max_message_size: int = Field(default=25 * MIB, ge=1024)
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
+    srs_secret: str | None = Field(default=None, min_length=16)
+    tls_policy: Literal["opportunistic", "require"] = "opportunistic"
+    smarthost: str | None = None
+    smarthost_username: str | None = None
+    smarthost_password: str | None = None
+    smarthost_tls: Literal["starttls", "implicit", "none"] = "starttls"
+    inline_delivery_timeout: float = Field(default=15.0, ge=0, le=300)
+    queue_lifetime: timedelta = timedelta(days=5)
+    activity_retention_days: int = Field(default=30, ge=1)
+
+    @field_validator("smarthost")
+    @classmethod
+    def _smarthost(cls, value: str | None) -> str | None:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be host:port, such as smtp.example.net:587")
+        return value or None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -127,8 +154,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            name = "MAILROUTE_" + "_".join(str(p) for p in error["loc"][:1]).upper()
-            lines.append(f"invalid setting {name}: {error['msg']}")
+            field = "_".join(str(p) for p in error["loc"][:1]).upper() or "TLS_KEY_FILE"
+            lines.append(f"invalid setting MAILROUTE_{field}: {error['msg']}")
         raise SettingsError("; ".join(lines)) from None
 
 

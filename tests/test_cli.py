@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.db import migrate
 from tests.peers.dnsmasq import Dnsmasq, Zone
 
 MAILROUTE = Path(sys.executable).with_name("mailroute")
@@ -106,7 +107,7 @@ def test_cli_migrate_reports_head(tmp_path: Path) -> None:
     fresh = f"sqlite+aiosqlite:///{tmp_path / 'fresh' / 'mailroute.db'}"
     result = run(fresh, "migrate")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "database at revision 0001"
+    assert result.stdout.strip() == f"database at revision {migrate.head_revision()}"
 
 
 @pytest.mark.dnsmasq

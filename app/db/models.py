@@ -142,6 +142,8 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # inbound, verification, dsn
+    # Names the message in our Received: line, replies and logs before it has a row id.
+    queue_id: Mapped[str | None] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     client_ip: Mapped[str | None] = mapped_column(String(64))
     helo: Mapped[str | None] = mapped_column(String(255))

@@ -21,6 +21,7 @@ from app.routing.rules import (
     RuleView,
     rule_state,
 )
+from app.routing.srs import Srs, SrsInvalid
 
 SUBADDRESS_SEPARATOR = "+"
 
@@ -35,6 +36,7 @@ class MatchKind(StrEnum):
     EXACT = "exact"
     SUBADDRESS = "subaddress"
     CATCH_ALL = "catch_all"
+    SRS = "srs"  # a bounce to one of our SRS addresses, returned to the original sender
 
 
 class Refusal(StrEnum):
@@ -43,6 +45,7 @@ class Refusal(StrEnum):
     DOMAIN_NOT_SERVED = "domain_not_served"  # a relay attempt: 550 5.7.1
     UNKNOWN_ADDRESS = "unknown_address"  # 550 5.1.1
     RULE_INACTIVE = "rule_inactive"  # 550 5.1.1, like an unknown address
+    BAD_SRS = "bad_srs"  # a forged or expired bounce address of ours: 550 5.1.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,24 @@ def resolve_route(address: Address, domain: DomainView | None, now: datetime) ->
         matched_by=matched_by,
         destinations=destinations,
         rule_state=state,
+    )
+
+
+def resolve_srs_bounce(address: Address, srs: Srs) -> Decision:
+    """Mail to an SRS address of ours: a bounce, relayed back to the sender it encodes."""
+    try:
+        original = srs.reverse(address)
+    except SrsInvalid as exc:
+        return Decision(
+            Outcome.REFUSE,
+            f"{address} is not a valid SRS address of this server: {exc}",
+            refusal=Refusal.BAD_SRS,
+        )
+    return Decision(
+        Outcome.FORWARD,
+        f"mail for {address} is returned to the original sender {original}",
+        matched_by=MatchKind.SRS,
+        destinations=(original,),
     )
 
 

@@ -51,12 +51,34 @@ async def enqueue(
     lifetime: timedelta = DEFAULT_QUEUE_LIFETIME,
 ) -> Message:
     """Store ``message`` once and queue one delivery per recipient, due now."""
-    content = message.as_bytes()
+    return await enqueue_raw(
+        session,
+        message.as_bytes(),
+        kind=kind,
+        mail_from=mail_from,
+        recipients=recipients,
+        message_id=str(message["Message-ID"]),
+        lifetime=lifetime,
+    )
+
+
+async def enqueue_raw(
+    session: AsyncSession,
+    content: bytes,
+    *,
+    kind: str,
+    mail_from: str,
+    recipients: list[str],
+    message_id: str | None,
+    lifetime: timedelta = DEFAULT_QUEUE_LIFETIME,
+) -> Message:
+    """Queue message bytes we composed ourselves (a DSN), exactly as given."""
     now = utcnow()
     stored = Message(
         kind=kind,
+        queue_id=secrets.token_hex(6),
         mail_from=mail_from,
-        message_id=str(message["Message-ID"]),
+        message_id=message_id,
         size=len(content),
         content=content,
         created_at=now,

@@ -1,14 +1,111 @@
-"""Reading the outbound queue: what waits for delivery, and the stored messages."""
+"""The outbound queue: claiming due deliveries, recording what each attempt came to.
+
+Several workers may share one PostgreSQL: a claim is ``SELECT ... FOR UPDATE SKIP LOCKED``
+then a lease (``claimed_until``); a worker that dies loses its claims when the lease runs
+out. SQLite has one writer at a time (every transaction begins IMMEDIATE), and one worker
+process, which takes back every claim when it starts.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from app.db.models import Delivery, Message
 from app.errors import NotFound
 
-WAITING = ("queued", "delivering")
+QUEUED = "queued"
+DELIVERING = "delivering"
+DELIVERED = "delivered"
+FAILED = "failed"
+WAITING = (QUEUED, DELIVERING)
+
+
+async def claim_due(
+    session: AsyncSession, worker: str, now: datetime, *, limit: int, lease: timedelta
+) -> list[Delivery]:
+    """Take up to ``limit`` deliveries that are due, or whose claim has lapsed."""
+    due = or_(
+        (Delivery.status == QUEUED) & (Delivery.next_attempt_at <= now),
+        (Delivery.status == DELIVERING) & (Delivery.claimed_until < now),
+    )
+    ids = list(
+        await session.scalars(
+            select(Delivery.id)
+            .where(due)
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    return await claim(session, ids, worker, now + lease)
+
+
+async def claim(
+    session: AsyncSession, ids: Sequence[int], worker: str, until: datetime
+) -> list[Delivery]:
+    """Claim the given deliveries (those still waiting), with their messages loaded."""
+    if not ids:
+        return []
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.status.in_(WAITING))
+        .values(status=DELIVERING, claimed_by=worker, claimed_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    rows = await session.scalars(
+        select(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.claimed_by == worker)
+        .options(selectinload(Delivery.message))
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
+
+
+async def release_claims(session: AsyncSession) -> int:
+    """Put every claimed delivery back in the queue (a lone worker starting up)."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.status == DELIVERING)
+        .values(status=QUEUED, claimed_by=None, claimed_until=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def finish(
+    delivery: Delivery, status: str, *, remote: str | None, reply: str, now: datetime
+) -> None:
+    delivery.status = status
+    delivery.attempts += 1
+    delivery.last_remote = remote
+    delivery.last_reply = reply[:2000]
+    delivery.claimed_by = None
+    delivery.claimed_until = None
+    delivery.updated_at = now
+
+
+def defer(
+    delivery: Delivery, *, remote: str | None, reply: str, retry_at: datetime, now: datetime
+) -> None:
+    finish(delivery, QUEUED, remote=remote, reply=reply, now=now)
+    delivery.next_attempt_at = retry_at
+
+
+async def drop_finished_messages(session: AsyncSession, message_ids: set[int]) -> None:
+    """Delete messages none of whose deliveries still wait: their content served its use
+    (their deliveries go with them; the activity log keeps the history)."""
+    if not message_ids:
+        return
+    waiting = exists().where(Delivery.message_id == Message.id, Delivery.status.in_(WAITING))
+    await session.execute(
+        delete(Message)
+        .where(Message.id.in_(message_ids), ~waiting)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def list_waiting(session: AsyncSession, limit: int = 1000) -> list[Delivery]:

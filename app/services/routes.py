@@ -22,6 +22,8 @@ from app.routing import (
     parse_address,
     resolve_route,
 )
+from app.routing.decision import resolve_srs_bounce
+from app.routing.srs import Srs
 
 
 def destination_views(destinations: Iterable[Destination]) -> tuple[DestinationView, ...]:
@@ -84,10 +86,12 @@ async def load_domain_view(session: AsyncSession, address: Address) -> DomainVie
 
 
 async def route(
-    session: AsyncSession, raw_address: str, now: datetime | None = None
+    session: AsyncSession, raw_address: str, now: datetime | None = None, srs: Srs | None = None
 ) -> tuple[Address, Decision]:
     """What happens to mail for ``raw_address``: the call both the API and SMTP make."""
     address = parse_address(raw_address)
+    if srs is not None and srs.is_srs(address):
+        return address, resolve_srs_bounce(address, srs)
     if address.is_literal:
         return address, resolve_route(address, None, now or utcnow())
     domain = await load_domain_view(session, address)

@@ -14,10 +14,10 @@ class MatchedRule(BaseModel):
 class RoutePublic(BaseModel):
     address: str = Field(description="The address as routed (domain in ASCII)")
     outcome: Literal["forward", "drop", "refuse"]
-    matched_by: Literal["exact", "subaddress", "catch_all"] | None
+    matched_by: Literal["exact", "subaddress", "catch_all", "srs"] | None
     rule: MatchedRule | None
     destinations: list[str]
-    refusal: Literal["domain_not_served", "unknown_address", "rule_inactive"] | None
+    refusal: Literal["domain_not_served", "unknown_address", "rule_inactive", "bad_srs"] | None
     explanation: str
 
     model_config = ConfigDict(

@@ -1,0 +1,1 @@
+"""Outbound: resolve MX, relay with aiosmtplib, retry temporary failures, bounce permanent ones."""

@@ -1,0 +1,97 @@
+"""Delivery status notifications (RFC 3464): a multipart/report to the original sender.
+
+The report names the address the sender used (the alias), never the inbox it forwards
+to: a bounce must not reveal where a disposable address leads.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+
+from app import message as message_bytes
+
+_LINE_BREAKS = re.compile(r"[\r\n\t]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    original_recipient: str  # the alias the sender wrote to
+    destination: str  # where we forwarded it; hidden from the report
+    status: str  # RFC 3463, e.g. "5.1.1"
+    diagnostic: str  # the remote's reply, or ours
+    action: str = "failed"
+
+
+def build(
+    *,
+    hostname: str,
+    sender: str,
+    original: bytes,
+    arrival: datetime,
+    failures: list[Failure],
+    now: datetime,
+) -> tuple[bytes, str]:
+    """The DSN's bytes and its Message-ID, ready to queue from the null sender <>."""
+    boundary = f"mailroute-{secrets.token_hex(12)}"
+    message_id = f"<{secrets.token_hex(16)}@{hostname}>"
+    headers = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>",
+        f"To: <{sender}>",
+        "Subject: Undelivered Mail Returned to Sender",
+        f"Date: {format_datetime(now)}",
+        f"Message-ID: {message_id}",
+        "Auto-Submitted: auto-replied",  # RFC 3834 5.1
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+    ]
+    recipients = ", ".join(f"<{f.original_recipient}>" for f in failures)
+    text = [
+        f"This is the mail system at {hostname}.",
+        "",
+        f"Your message could not be delivered to {recipients}.",
+        "",
+        *(f"<{f.original_recipient}>: {_hide(f.diagnostic, f)}" for f in failures),
+    ]
+    per_message = [f"Reporting-MTA: dns; {hostname}", f"Arrival-Date: {format_datetime(arrival)}"]
+    per_recipient = [
+        "\r\n".join(
+            [
+                f"Original-Recipient: rfc822; {f.original_recipient}",
+                f"Final-Recipient: rfc822; {f.original_recipient}",
+                f"Action: {f.action}",
+                f"Status: {f.status}",
+                f"Diagnostic-Code: smtp; {_hide(f.diagnostic, f)}",
+                f"Last-Attempt-Date: {format_datetime(now)}",
+            ]
+        )
+        for f in failures
+    ]
+    parts = [
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + "\r\n".join(text)
+        + "\r\n",
+        "Content-Type: message/delivery-status\r\n\r\n"
+        + "\r\n\r\n".join(["\r\n".join(per_message), *per_recipient])
+        + "\r\n",
+    ]
+    body = b"".join(f"--{boundary}\r\n{part}\r\n".encode() for part in parts) + (
+        f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode()
+        + _crlf(message_bytes.header_section(original))
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body, message_id
+
+
+def _hide(diagnostic: str, failure: Failure) -> str:
+    """One line, with the forwarding destination replaced by the alias."""
+    text = _LINE_BREAKS.sub(" ", diagnostic).strip()
+    return re.sub(re.escape(failure.destination), failure.original_recipient, text, flags=re.I)
+
+
+def _crlf(data: bytes) -> bytes:
+    data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    return data if data.endswith(b"\r\n") else data + b"\r\n"

@@ -1,0 +1,68 @@
+"""What one delivery attempt came to, and the one place that decides permanent vs temporary.
+
+RFC 5321 4.2.1: 2yz is success, 4yz a transient failure to retry, 5yz a permanent one.
+Anything that is not a reply (refused or dropped connection, timeout, DNS SERVFAIL) is
+transient: the destination may be back later. Only an answer can be final.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiosmtplib
+
+
+class Result(StrEnum):
+    DELIVERED = "delivered"
+    TEMPORARY = "temporary"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: Result
+    reply: str  # the remote's reply, or our description of what went wrong
+    remote: str | None = None  # the host that answered (or failed to)
+    status: str | None = None  # RFC 3463 status for a DSN, e.g. "5.1.1"
+
+    @property
+    def delivered(self) -> bool:
+        return self.result is Result.DELIVERED
+
+    @property
+    def permanent(self) -> bool:
+        return self.result is Result.PERMANENT
+
+
+def from_reply(code: int, text: str, remote: str | None) -> Outcome:
+    reply = f"{code} {text}".strip()
+    status = _enhanced_status(text) or f"{str(code)[0]}.0.0"
+    if 200 <= code < 300:
+        return Outcome(Result.DELIVERED, reply, remote, status)
+    if 500 <= code < 600:
+        return Outcome(Result.PERMANENT, reply, remote, status)
+    return Outcome(Result.TEMPORARY, reply, remote, status if code >= 400 else "4.0.0")
+
+
+def from_exception(exc: BaseException, remote: str | None) -> Outcome:
+    """Translate aiosmtplib's errors (and socket errors) at the boundary."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        first = exc.recipients[0]
+        return from_reply(first.code, first.message, remote)
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 400:
+        return from_reply(exc.code, exc.message, remote)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        # RFC 6531 3.2: an SMTPUTF8 message to a server without it cannot be delivered.
+        return Outcome(Result.PERMANENT, f"550 5.6.7 {exc}", remote, "5.6.7")
+    if isinstance(exc, TimeoutError):
+        return Outcome(Result.TEMPORARY, f"timed out: {exc}", remote, "4.4.2")
+    return Outcome(Result.TEMPORARY, f"{type(exc).__name__}: {exc}", remote, "4.4.1")
+
+
+def _enhanced_status(text: str) -> str | None:
+    head = text.split(" ", 1)[0]
+    parts = head.split(".")
+    if len(parts) == 3 and parts[0] in ("2", "4", "5") and all(p.isdigit() for p in parts):
+        return head
+    return None

@@ -1,0 +1,127 @@
+"""Sending to a destination's mail host with aiosmtplib: one connection, several messages.
+
+TLS: ``opportunistic`` is Postfix's ``may``: STARTTLS whenever the server offers it, the
+certificate not checked (an MX's certificate rarely matches its name, and checking would
+only make delivery fall back to plain text). ``require`` refuses to send in clear.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosmtplib
+
+from app.delivery.mx import Target
+from app.delivery.outcome import Outcome, Result, from_exception, from_reply
+
+TlsPolicy = Literal["opportunistic", "require"]
+CONNECT_TIMEOUT = 30.0
+COMMAND_TIMEOUT = 300.0  # RFC 5321 4.5.3.2: up to 10 minutes for the end of DATA
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    local_hostname: str
+    tls_policy: TlsPolicy = "opportunistic"
+    timeout: float = COMMAND_TIMEOUT
+    username: str | None = None  # for a smarthost
+    password: str | None = None
+    implicit_tls: bool = False
+    starttls: bool = True  # False: never upgrade (a smarthost on a trusted network)
+
+
+class ConnectFailed(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.reply)
+        self.outcome = outcome
+
+
+def needs_smtputf8(sender: str, recipient: str, content: bytes) -> bool:
+    """RFC 6531 3.4: non-ASCII addresses or header fields need the SMTPUTF8 extension."""
+    head_end = content.find(b"\r\n\r\n")
+    head = content if head_end == -1 else content[:head_end]
+    return not (sender.isascii() and recipient.isascii() and head.isascii())
+
+
+class Connection:
+    """An open, greeted (and, where possible, encrypted) session with one host."""
+
+    def __init__(self, client: aiosmtplib.SMTP, target: Target) -> None:
+        self.client = client
+        self.target = target
+
+    @property
+    def remote(self) -> str:
+        return f"{self.target.host}[{self.target.address}]"
+
+    @property
+    def alive(self) -> bool:
+        return self.client.is_connected
+
+    async def send(self, sender: str, recipient: str, content: bytes) -> Outcome:
+        options = []
+        if needs_smtputf8(sender, recipient, content):
+            options.append("SMTPUTF8")
+        if not content.isascii() and self.client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        try:
+            errors, reply = await self.client.sendmail(
+                sender, [recipient], content, mail_options=options
+            )
+        except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
+            return from_exception(exc, self.remote)
+        if recipient in errors:
+            refused = errors[recipient]
+            return from_reply(refused.code, refused.message, self.remote)
+        return from_reply(250, reply, self.remote)
+
+    async def close(self) -> None:
+        if self.client.is_connected:
+            try:
+                await self.client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                self.client.close()
+
+
+async def connect(target: Target, config: RelayConfig) -> Connection:
+    """Connect, EHLO, STARTTLS when offered (or required); ConnectFailed otherwise."""
+    client = aiosmtplib.SMTP(
+        hostname=target.address,
+        port=target.port,
+        local_hostname=config.local_hostname,
+        timeout=config.timeout,
+        use_tls=config.implicit_tls,
+        start_tls=False,
+        validate_certs=False,
+    )
+    remote = f"{target.host}[{target.address}]"
+    try:
+        await client.connect(timeout=CONNECT_TIMEOUT)
+        await client.ehlo()
+        if config.starttls and not config.implicit_tls:
+            if client.supports_extension("starttls"):
+                await client.starttls(tls_context=_unverified_context())
+            elif config.tls_policy == "require":
+                raise ConnectFailed(
+                    Outcome(
+                        Result.TEMPORARY, "TLS required but STARTTLS not offered", remote, "4.7.5"
+                    )
+                )
+        if config.username and config.password:
+            await client.login(config.username, config.password)
+    except ConnectFailed:
+        client.close()
+        raise
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        client.close()
+        raise ConnectFailed(from_exception(exc, remote)) from exc
+    return Connection(client, target)
+
+
+def _unverified_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

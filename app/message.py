@@ -1,0 +1,74 @@
+"""Pure functions on RFC 5322 message bytes, as they travel: never decoded, never rewritten."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.utils import format_datetime
+
+MAX_HEADER_SCAN = 1024 * 1024  # a header section larger than this is not looked into further
+_FIELD_START = re.compile(rb"^(?P<name>[!-9;-~]+)[ \t]*:", re.MULTILINE)
+_UNSAFE_IN_RECEIVED = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+
+
+def header_section(content: bytes) -> bytes:
+    """The header fields, up to (not including) the empty line that ends them."""
+    head = content[:MAX_HEADER_SCAN]
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = head.find(separator)
+        if end != -1:
+            return head[: end + len(separator) // 2]
+    return head
+
+
+def field_names(content: bytes) -> list[str]:
+    """Names of the header fields in order, lower case (continuation lines skipped)."""
+    return [
+        m.group("name").decode("ascii").lower()
+        for m in _FIELD_START.finditer(header_section(content))
+    ]
+
+
+def count_received(content: bytes) -> int:
+    return field_names(content).count("received")
+
+
+def message_id(content: bytes) -> str | None:
+    """The Message-ID field's value, unfolded, or None."""
+    match = re.search(
+        rb"^message-id[ \t]*:(?P<value>.*(?:\r?\n[ \t].*)*)",
+        header_section(content),
+        re.IGNORECASE | re.MULTILINE,
+    )
+    if match is None:
+        return None
+    value = b" ".join(match.group("value").split()).decode("utf-8", "replace")
+    return value[:998] or None
+
+
+def received_header(
+    *,
+    helo: str | None,
+    client_ip: str | None,
+    hostname: str,
+    protocol: str,
+    queue_id: str,
+    recipient: str | None,
+    now: datetime,
+) -> bytes:
+    """Our trace field (RFC 5321 4.4). Client-supplied text is reduced to safe characters,
+    so nothing it sends can end the field or add another."""
+    helo_text = _UNSAFE_IN_RECEIVED.sub("?", helo or "unknown")[:255]
+    ip_text = _UNSAFE_IN_RECEIVED.sub("?", client_ip or "unknown")
+    lines = [
+        f"Received: from {helo_text} ([{ip_text}])",
+        f"\tby {hostname} (mailroute) with {protocol} id {queue_id}",
+    ]
+    if recipient is not None:
+        lines.append(f"\tfor <{_UNSAFE_RECIPIENT.sub('?', recipient)}>")
+    lines[-1] += ";"
+    lines.append(f"\t{format_datetime(now)}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+_UNSAFE_RECIPIENT = re.compile(r"[\x00-\x20<>\x7f]")

@@ -1,0 +1,184 @@
+"""Assembling and running the service's parts from settings; used only by the CLI.
+
+``serve`` runs the API, the SMTP server and the delivery worker in one process and one
+event loop; ``api``, ``smtp`` and ``worker`` run one part each, for scaling out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.api.app import create_app
+from app.api.context import ApiContext
+from app.config import Settings
+from app.db.engine import create_engine, create_sessionmaker, session_scope
+from app.delivery.mx import Target
+from app.delivery.relay import RelayConfig
+from app.delivery.worker import DeliveryWorker, WorkerConfig
+from app.resolver import DnsResolver
+from app.routing.srs import Srs
+from app.services import queue, server_state
+from app.services.destinations import MailIdentity
+from app.smtp.handler import InboundConfig, InboundHandler
+from app.smtp.server import start_server, tls_context
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    resolver: DnsResolver
+
+
+@contextlib.asynccontextmanager
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    engine = create_engine(settings.database_url)
+    try:
+        yield Runtime(
+            settings, engine, create_sessionmaker(engine), DnsResolver(settings.dns_nameservers)
+        )
+    finally:
+        await engine.dispose()
+
+
+async def load_srs(rt: Runtime) -> Srs:
+    """SRS with the configured secret, or the one generated on first start and shared by
+    every node through the database (so any node reverses what another rewrote)."""
+    secret = rt.settings.srs_secret
+    if not secret:
+        async with session_scope(rt.sessionmaker) as session:
+            secret = await server_state.load(session, server_state.SRS_SECRET_KEY)
+    if not secret:
+        with contextlib.suppress(IntegrityError):  # another node stored one first
+            async with session_scope(rt.sessionmaker) as session:
+                await server_state.store(
+                    session, server_state.SRS_SECRET_KEY, secrets.token_urlsafe(32)
+                )
+        async with session_scope(rt.sessionmaker) as session:
+            secret = await server_state.load(session, server_state.SRS_SECRET_KEY)
+    assert secret
+    return Srs(secret, rt.settings.hostname)
+
+
+def delivery_worker(rt: Runtime) -> DeliveryWorker:
+    s = rt.settings
+    smarthost = None
+    if s.smarthost:
+        host, _, port = s.smarthost.rpartition(":")
+        smarthost = Target(host, host, int(port))
+    relay = RelayConfig(
+        local_hostname=s.hostname,
+        tls_policy=s.tls_policy,
+        username=s.smarthost_username if smarthost else None,
+        password=s.smarthost_password if smarthost else None,
+        implicit_tls=bool(smarthost) and s.smarthost_tls == "implicit",
+        starttls=not smarthost or s.smarthost_tls == "starttls",
+    )
+    config = WorkerConfig(
+        hostname=s.hostname, delivery_port=s.delivery_port, relay=relay, smarthost=smarthost
+    )
+    return DeliveryWorker(rt.sessionmaker, rt.resolver, config)
+
+
+async def run_worker(rt: Runtime, worker: DeliveryWorker, stop: asyncio.Event) -> None:
+    if rt.engine.dialect.name == "sqlite":
+        # One worker per SQLite database: claims still held were left by a dead process.
+        async with session_scope(rt.sessionmaker) as session:
+            released = await queue.release_claims(session)
+        if released:
+            log.info("released %d deliveries claimed before a restart", released)
+    await worker.run(stop)
+
+
+async def run_smtp(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Event) -> None:
+    s = rt.settings
+    handler = InboundHandler(
+        rt.sessionmaker,
+        await load_srs(rt),
+        InboundConfig(hostname=s.hostname, queue_lifetime=s.queue_lifetime),
+        on_queued=worker.wake if worker else None,
+    )
+    tls = (
+        tls_context(s.tls_cert_file, s.tls_key_file) if s.tls_cert_file and s.tls_key_file else None
+    )
+    server = await start_server(
+        handler, host=s.smtp_host, port=s.smtp_port, max_message_size=s.max_message_size, tls=tls
+    )
+    log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)
+    await stop.wait()
+    server.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(server.wait_closed(), SHUTDOWN_TIMEOUT)
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: ours stops every part together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
+    s = rt.settings
+    context = ApiContext(
+        sessionmaker=rt.sessionmaker,
+        resolver=rt.resolver,
+        identity=MailIdentity(hostname=s.hostname, public_url=s.public_url),
+    )
+    config = uvicorn.Config(
+        create_app(context),
+        host=s.api_host,
+        port=s.api_port,
+        log_level=s.log_level.lower(),
+        proxy_headers=False,
+    )
+    server = EmbeddedServer(config)
+    serving = asyncio.ensure_future(server.serve())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    server.should_exit = True
+    await serving
+
+
+async def run(settings: Settings, *, api: bool, smtp: bool, worker: bool) -> None:
+    """Run the chosen parts until SIGTERM or SIGINT, then stop them together."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with runtime(settings) as rt:
+        the_worker = delivery_worker(rt) if worker else None
+        tasks = []
+        if the_worker is not None:
+            tasks.append(run_worker(rt, the_worker, stop))
+        if smtp:
+            tasks.append(run_smtp(rt, the_worker, stop))
+        if api:
+            tasks.append(run_api(rt, stop))
+        await asyncio.gather(*(_stopping_all_on_error(task, stop) for task in tasks))
+
+
+async def _stopping_all_on_error(part: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+    try:
+        await part
+    except BaseException:
+        stop.set()  # one part failing (a port in use, say) stops the others cleanly
+        raise

@@ -1,0 +1,71 @@
+"""The activity log: one row per message refused, dropped, or per delivery attempt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Activity
+from app.db.types import utcnow
+
+FORWARDED = "forwarded"
+DROPPED = "dropped"
+REJECTED = "rejected"
+DEFERRED = "deferred"
+BOUNCED = "bounced"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What we know of a message's arrival, shared by the rows that concern it."""
+
+    client_ip: str | None
+    mail_from: str | None
+    message_id: str | None = None
+    size: int | None = None
+    message_ref: int | None = None
+
+
+def record(
+    session: AsyncSession,
+    envelope: Envelope,
+    *,
+    status: str,
+    address: str | None,
+    rule: str | None = None,
+    action: str | None = None,
+    destination: str | None = None,
+    remote_host: str | None = None,
+    reply: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Add one row; it is written with the caller's unit of work."""
+    session.add(
+        Activity(
+            at=at or utcnow(),
+            message_ref=envelope.message_ref,
+            client_ip=envelope.client_ip,
+            mail_from=envelope.mail_from,
+            address=address,
+            domain=address.rpartition("@")[2].lower() if address else None,
+            rule=rule,
+            action=action,
+            destination=destination,
+            status=status,
+            remote_host=remote_host,
+            reply=reply,
+            message_id=envelope.message_id,
+            size=envelope.size,
+        )
+    )
+
+
+async def prune(session: AsyncSession, retention: timedelta, now: datetime | None = None) -> int:
+    """Delete activity older than ``retention``; the number of rows removed."""
+    result = await session.execute(
+        delete(Activity).where(Activity.at < (now or utcnow()) - retention)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

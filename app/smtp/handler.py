@@ -1,0 +1,198 @@
+"""The aiosmtpd handler: RCPT decided by the routing core, DATA stored durably before 250.
+
+Mailman's rule applies: the unit of work is committed at the edge. handle_DATA commits
+(SQLite with synchronous=FULL, PostgreSQL's own fsync) and only then answers 250.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app import message
+from app.db.engine import session_scope
+from app.db.types import utcnow
+from app.errors import InvalidAddress
+from app.routing import Decision, Refusal
+from app.routing.srs import Srs
+from app.services import activity, inbound, routes
+from app.smtp import replies
+
+log = logging.getLogger(__name__)
+
+MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: the minimum a server must accept
+MAX_RECEIVED = 30
+DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundConfig:
+    hostname: str
+    queue_lifetime: timedelta
+
+
+@dataclass(slots=True)
+class Transaction:
+    """Per MAIL transaction: the sender ("" for <>) and the recipients accepted, and why."""
+
+    mail_from: str
+    accepted: list[inbound.Accepted] = field(default_factory=list)
+
+
+def refusal_reply(address: str, decision: Decision) -> str:
+    if decision.refusal is Refusal.DOMAIN_NOT_SERVED:
+        return replies.S550_RELAY_DENIED.format(domain=address.rpartition("@")[2] or address)
+    if decision.refusal is Refusal.BAD_SRS:
+        return replies.S550_BAD_SRS.format(address=address)
+    return replies.S550_UNKNOWN_ADDRESS.format(address=address)
+
+
+class InboundHandler:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        srs: Srs,
+        config: InboundConfig,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.srs = srs
+        self.config = config
+        self.on_queued = on_queued
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        extensions = [r for r in responses[:-1] if not r.upper().startswith("250-AUTH")]
+        return [*extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        # aiosmtpd keeps "<>" as the sender (its own checks need a non-empty one).
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.transaction = Transaction("" if address == "<>" else address)
+        return replies.S250_SENDER_OK
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        transaction: Transaction = envelope.transaction
+        if len(transaction.accepted) >= MAX_RECIPIENTS:
+            return replies.S452_TOO_MANY_RECIPIENTS
+        peer = _peer_ip(session)
+        try:
+            async with session_scope(self.sessionmaker) as db:
+                _parsed, decision = await routes.route(db, address, srs=self.srs)
+                if not decision.accepted:
+                    activity.record(
+                        db,
+                        activity.Envelope(peer, transaction.mail_from),
+                        status=activity.REJECTED,
+                        address=address,
+                        reply=decision.explanation,
+                    )
+        except InvalidAddress:
+            return replies.S501_BAD_ADDRESS
+        except DATABASE_ERRORS as exc:
+            log.warning(
+                "RCPT from %s deferred: database unavailable (%s)", peer, type(exc).__name__
+            )
+            return replies.S451_TEMPORARY_FAILURE
+        if not decision.accepted:
+            log.info("RCPT %s from %s refused: %s", address, peer, decision.refusal)
+            return refusal_reply(address, decision)
+        transaction.accepted.append(inbound.Accepted(address, decision))
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return replies.S250_RECIPIENT_OK
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content: bytes = envelope.original_content
+        if message.count_received(content) > MAX_RECEIVED:
+            return replies.S554_LOOP
+        transaction: Transaction = envelope.transaction
+        now = utcnow()
+        queue_id = secrets.token_hex(6)
+        recipients = transaction.accepted
+        trace = message.received_header(
+            helo=session.host_name,
+            client_ip=_peer_ip(session),
+            hostname=self.config.hostname,
+            protocol=_protocol(session, envelope),
+            queue_id=queue_id,
+            recipient=recipients[0].address if len(recipients) == 1 else None,
+            now=now,
+        )
+        arrival = inbound.Arrival(
+            queue_id=queue_id,
+            client_ip=_peer_ip(session),
+            helo=session.host_name,
+            mail_from=transaction.mail_from,
+            content=trace + content,
+            message_id=message.message_id(content),
+        )
+        try:
+            async with session_scope(self.sessionmaker) as db:
+                stored = await inbound.store(
+                    db,
+                    arrival,
+                    recipients,
+                    srs=self.srs,
+                    queue_lifetime=self.config.queue_lifetime,
+                    now=now,
+                )
+        except DATABASE_ERRORS + (DBAPIError,) as exc:
+            log.error("message %s not stored: %s", queue_id, type(exc).__name__)
+            return replies.S452_STORAGE if _disk_full(exc) else replies.S451_TEMPORARY_FAILURE
+        log.info(
+            "message %s from %s stored: %d deliveries, %d dropped",
+            queue_id,
+            _peer_ip(session),
+            len(stored.deliveries),
+            stored.dropped,
+        )
+        if stored.message is None:
+            return replies.S250_DROPPED
+        if self.on_queued is not None:
+            self.on_queued()
+        return replies.S250_QUEUED.format(queue_id=queue_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd would otherwise answer "500 Error: (ExceptionName) text": a 5xx that
+        # tells the client to give up, for what is our fault and may pass.
+        log.exception("SMTP session error", exc_info=error)
+        return replies.S451_TEMPORARY_FAILURE
+
+
+def _peer_ip(session: Any) -> str | None:
+    peer = getattr(session, "peer", None)
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+
+def _protocol(session: Any, envelope: Any) -> str:
+    """The "with" keyword of RFC 3848 and RFC 6531."""
+    if envelope.smtp_utf8:
+        base = "UTF8SMTP"
+    else:
+        base = "ESMTP" if session.extended_smtp else "SMTP"
+    return base + ("S" if session.ssl is not None else "")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (
+        (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+        or "disk is full" in text
+        or "no space left" in text
+    )

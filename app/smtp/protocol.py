@@ -1,0 +1,66 @@
+"""aiosmtpd's SMTP protocol, adjusted for an MX: enhanced status codes on every reply,
+PIPELINING and ENHANCEDSTATUSCODES advertised, no AUTH (this is not a submission server)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+# RFC 3463 codes for aiosmtpd's own replies, which mostly come without one.
+DEFAULT_ENHANCED = {
+    "221": "2.0.0",
+    "250": "2.0.0",
+    "251": "2.1.5",
+    "252": "2.5.0",
+    "421": "4.3.0",
+    "450": "4.2.0",
+    "451": "4.3.0",
+    "452": "4.3.1",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "530": "5.7.0",
+    "550": "5.0.0",
+    "552": "5.3.4",
+    "553": "5.1.3",
+    "554": "5.0.0",
+    "555": "5.5.4",
+}
+HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(\s|$)")
+# RFC 2034 3: the greeting and the answers to HELO/EHLO carry no enhanced code.
+PLAIN_CODES = ("220", "354", "334")
+BUILTIN_AUTH = ("LOGIN", "PLAIN")
+
+
+def with_enhanced_code(reply: str) -> str:
+    code = reply[:3]
+    if code in PLAIN_CODES or HAS_ENHANCED.match(reply) or code not in DEFAULT_ENHANCED:
+        return reply
+    separator, text = reply[3:4] or " ", reply[4:]
+    return f"{code}{separator}{DEFAULT_ENHANCED[code]} {text}".rstrip()
+
+
+class MailrouteSMTP(SMTP):
+    def __init__(self, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, auth_exclude_mechanism=BUILTIN_AUTH, **kwargs)
+        self._greeting_or_hello = False
+
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        await super().push(status if self._greeting_or_hello else with_enhanced_code(status))
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        await self._hello(super().smtp_EHLO, hostname)
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        await self._hello(super().smtp_HELO, hostname)
+
+    async def _hello(self, command: Any, hostname: str) -> None:
+        self._greeting_or_hello = bool(hostname)  # "501 Syntax" still gets its code
+        try:
+            await command(hostname)
+        finally:
+            self._greeting_or_hello = False

@@ -1,0 +1,47 @@
+"""Starting the SMTP server on the running event loop, beside the API and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+from app.smtp.handler import InboundHandler
+from app.smtp.protocol import MailrouteSMTP
+
+IDENT = "mailroute ESMTP"
+IDLE_TIMEOUT = 300.0  # RFC 5321 4.5.3.2.7: the server waits at least 5 minutes per command
+
+
+def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """For STARTTLS: any client may encrypt; none has to present a certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+async def start_server(
+    handler: InboundHandler,
+    *,
+    host: str,
+    port: int,
+    max_message_size: int,
+    tls: ssl.SSLContext | None = None,
+    idle_timeout: float = IDLE_TIMEOUT,
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+
+    def protocol() -> MailrouteSMTP:
+        return MailrouteSMTP(
+            handler,
+            data_size_limit=max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=handler.config.hostname,
+            ident=IDENT,
+            tls_context=tls,
+            timeout=idle_timeout,
+            loop=loop,
+        )
+
+    return await loop.create_server(protocol, host=host, port=port, reuse_address=True)

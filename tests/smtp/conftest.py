@@ -1,0 +1,85 @@
+"""A live SMTP server on 127.0.0.1, on the test database, for smtplib and swaks to talk to."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.engine import session_scope
+from app.routing import Action
+from app.routing.srs import Srs
+from app.services import aliases, destinations, domains
+from app.smtp.handler import InboundConfig, InboundHandler
+from app.smtp.server import start_server
+from tests.conftest import HOSTNAME
+
+MAX_SIZE = 64 * 1024
+SRS_SECRET = "test-srs-secret-0123456789"
+
+
+@dataclass
+class LiveSmtp:
+    host: str
+    port: int
+    handler: InboundHandler
+
+    def client(self) -> smtplib.SMTP:
+        return smtplib.SMTP(self.host, self.port, local_hostname="client.example", timeout=10)
+
+
+@pytest.fixture
+def srs() -> Srs:
+    return Srs(SRS_SECRET, HOSTNAME)
+
+
+@pytest.fixture
+async def smtp_server(
+    sessionmaker: async_sessionmaker[AsyncSession], srs: Srs
+) -> AsyncIterator[LiveSmtp]:
+    handler = InboundHandler(
+        sessionmaker, srs, InboundConfig(hostname=HOSTNAME, queue_lifetime=timedelta(days=5))
+    )
+    server = await start_server(handler, host="127.0.0.1", port=0, max_message_size=MAX_SIZE)
+    port = server.sockets[0].getsockname()[1]
+    yield LiveSmtp("127.0.0.1", port, handler)
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture
+async def routed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """example.org with shop@ -> me@inbox.example (verified), drop@ dropping, a catch-all
+    on catchall.example, and pending@ waiting for an unverified destination."""
+    async with session_scope(sessionmaker) as s:
+        await domains.create_domain(s, "example.org")
+        await domains.create_domain(s, "catchall.example")
+        await destinations.add_verified_destination(s, "me@inbox.example")
+        await destinations.add_verified_destination(s, "other@inbox.example")
+        await aliases.create_alias(
+            s, "example.org", local_part="shop", destinations=["me@inbox.example"]
+        )
+        await aliases.create_alias(
+            s,
+            "example.org",
+            local_part="team",
+            destinations=["me@inbox.example", "other@inbox.example"],
+        )
+        await aliases.create_alias(s, "example.org", local_part="drop", action=Action.DROP)
+        await aliases.put_catch_all(
+            s,
+            "catchall.example",
+            enabled=True,
+            action=Action.FORWARD,
+            destinations=["me@inbox.example"],
+        )
+
+
+async def in_thread(function, *args):  # type: ignore[no-untyped-def]
+    """Run a blocking client (smtplib) without blocking the server's event loop."""
+    return await asyncio.to_thread(function, *args)
