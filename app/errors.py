@@ -8,13 +8,15 @@ Every class has a ``code``: the stable, machine-readable name the API puts in
     │   ├── DomainNotFound
     │   ├── AliasNotFound
     │   ├── DestinationNotFound
-    │   └── TokenNotFound
+    │   ├── TokenNotFound
+    │   └── QueueItemNotFound
     ├── Conflict                  the request clashes with the current state (409)
     │   ├── DomainExists
     │   ├── AliasExists
     │   ├── DestinationExists
     │   ├── DestinationInUse       a destination still used by rules cannot be deleted
-    │   └── AlreadyVerified        resending verification for a verified destination
+    │   ├── AlreadyVerified        resending verification for a verified destination
+    │   └── QueueItemBusy          a delivery being attempted right now
     ├── InvalidInput              well-formed request, unacceptable value (422)
     │   ├── InvalidAddress         not an email address we can route or forward to
     │   ├── InvalidDomain          not a domain name
@@ -135,3 +137,11 @@ class DnsTemporaryFailure(DnsError):
 
 class UnknownDestination(InvalidInput):
     code = "unknown_destination"
+
+
+class QueueItemNotFound(NotFound):
+    code = "queue_item_not_found"
+
+
+class QueueItemBusy(Conflict):
+    code = "queue_item_busy"

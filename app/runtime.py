@@ -13,10 +13,11 @@ import secrets
 import signal
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.app import create_app
@@ -28,7 +29,7 @@ from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
 from app.resolver import DnsResolver
 from app.routing.srs import Srs
-from app.services import queue, server_state
+from app.services import activity, queue, server_state
 from app.services.destinations import MailIdentity
 from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.server import start_server, tls_context
@@ -36,6 +37,8 @@ from app.smtp.server import start_server, tls_context
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 30.0
+MAINTENANCE_INTERVAL = 3600.0
+DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
 
 
 @dataclass(frozen=True)
@@ -106,13 +109,35 @@ async def run_worker(rt: Runtime, worker: DeliveryWorker, stop: asyncio.Event) -
     await worker.run(stop)
 
 
+async def run_maintenance(rt: Runtime, stop: asyncio.Event) -> None:
+    """Hourly: prune activity older than ACTIVITY_RETENTION_DAYS."""
+    retention = timedelta(days=rt.settings.activity_retention_days)
+    while not stop.is_set():
+        try:
+            async with session_scope(rt.sessionmaker) as session:
+                pruned = await activity.prune(session, retention)
+            if pruned:
+                log.info("pruned %d activity rows older than %s", pruned, retention)
+        except DATABASE_ERRORS as exc:
+            log.warning("activity pruning skipped: %s", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), MAINTENANCE_INTERVAL)
+
+
 async def run_smtp(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Event) -> None:
+    """The SMTP server; ``worker`` is woken for new mail when it runs in this process.
+    The in-session delivery attempt uses it, or a worker of its own that only does that."""
     s = rt.settings
     handler = InboundHandler(
         rt.sessionmaker,
         await load_srs(rt),
-        InboundConfig(hostname=s.hostname, queue_lifetime=s.queue_lifetime),
+        InboundConfig(
+            hostname=s.hostname,
+            queue_lifetime=s.queue_lifetime,
+            inline_delivery_timeout=s.inline_delivery_timeout,
+        ),
         on_queued=worker.wake if worker else None,
+        inline=worker or delivery_worker(rt),
     )
     tls = (
         tls_context(s.tls_cert_file, s.tls_key_file) if s.tls_cert_file and s.tls_key_file else None
@@ -169,6 +194,7 @@ async def run(settings: Settings, *, api: bool, smtp: bool, worker: bool) -> Non
         tasks = []
         if the_worker is not None:
             tasks.append(run_worker(rt, the_worker, stop))
+            tasks.append(run_maintenance(rt, stop))
         if smtp:
             tasks.append(run_smtp(rt, the_worker, stop))
         if api:

@@ -12,11 +12,13 @@ from app.api.deps import require_token
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
 from app.api.routes import (
+    activity,
     aliases,
     catch_all,
     destinations,
     domains,
     health,
+    queue,
     route,
     tokens,
     verify,
@@ -48,7 +50,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.add_middleware(TokenAuth, context=context)  # added last: runs first
 
     protected = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
-    for module in (domains, destinations, aliases, catch_all, route, tokens):
+    for module in (domains, destinations, aliases, catch_all, route, tokens, activity, queue):
         protected.include_router(module.router)
     v1 = APIRouter(prefix="/v1")
     v1.include_router(protected)

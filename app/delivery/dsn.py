@@ -87,9 +87,15 @@ def build(
 
 
 def _hide(diagnostic: str, failure: Failure) -> str:
+    return hide_destination(diagnostic, failure.destination, failure.original_recipient)
+
+
+def hide_destination(text: str, destination: str, alias: str) -> str:
     """One line, with the forwarding destination replaced by the alias."""
-    text = _LINE_BREAKS.sub(" ", diagnostic).strip()
-    return re.sub(re.escape(failure.destination), failure.original_recipient, text, flags=re.I)
+    text = _LINE_BREAKS.sub(" ", text).strip()
+    if not destination:
+        return text
+    return re.sub(re.escape(destination), alias, text, flags=re.IGNORECASE)
 
 
 def _crlf(data: bytes) -> bytes:

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -48,6 +49,30 @@ class WorkerConfig:
     poll_interval: float = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class InlineResult:
+    """What the in-session attempt means for the SMTP client's answer."""
+
+    delivered: bool = False  # every destination took it
+    refusal: Outcome | None = None  # every destination refused it for good: this reply
+    refused_for: str | None = None  # the recipient the client used
+    hidden_destination: str | None = None  # where it was forwarded: kept out of the reply
+
+    def refusal_reply(self) -> str | None:
+        """The refusal as an SMTP reply for the client, the destination replaced by the
+        address the client used (a disposable alias must not leak its inbox)."""
+        if self.refusal is None or self.refused_for is None:
+            return None
+        code = self.refusal.reply[:3] if self.refusal.reply[:1] == "5" else "550"
+        text = dsn.hide_destination(
+            self.refusal.reply[4:], self.hidden_destination or "", self.refused_for
+        )
+        text = text.removeprefix(self.refusal.status or "").strip()
+        text = "".join(c if " " <= c <= "~" else "?" for c in text)[:400]
+        status = self.refusal.status or "5.0.0"
+        return f"{code} {status} <{self.refused_for}>: forwarding refused: {text}"
+
+
 def retry_delay(attempts: int, jitter: float) -> float:
     """Exponential backoff from about a minute, capped at an hour, with +-20% jitter so
     that deliveries deferred together do not come back together."""
@@ -73,6 +98,7 @@ class DeliveryWorker:
         self.jitter = jitter
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
+        self._background: set[asyncio.Future[Any]] = set()
 
     def wake(self) -> None:
         """New mail is queued: look now rather than at the next poll."""
@@ -109,14 +135,76 @@ class DeliveryWorker:
             await self.deliver(claimed)
         return len(claimed)
 
-    async def deliver_now(self, ids: Sequence[int]) -> dict[int, Outcome]:
-        """Deliver these deliveries at once (the SMTP server's in-session attempt)."""
+    async def attempt_inline(self, ids: Sequence[int], patience: float) -> InlineResult:
+        """Try these deliveries while the SMTP client waits, for up to ``patience`` seconds
+        (the attempt itself is not cut short: it finishes in the background).
+
+        Every destination refusing for good: the refusal is returned for the client, and
+        nothing bounces (no backscatter). Anything else: the client gets 250, failures
+        bounce as usual, and an attempt still running finishes in the background.
+        """
         now = self.clock()
         async with session_scope(self.sessionmaker) as session:
             claimed = await queue.claim(session, ids, self.id, now + self.config.lease)
-        return await self.deliver(claimed) if claimed else {}
+        if not claimed:
+            return InlineResult()
+        attempt = asyncio.ensure_future(self._deliver_unsettled(claimed))
+        done, _ = await asyncio.wait({attempt}, timeout=patience)
+        if attempt not in done:
+            self._background.add(attempt)
+            attempt.add_done_callback(self._settle_in_background)
+            return InlineResult()
+        outcomes, failed = attempt.result()
+        refused = bool(failed) and len(failed) == len(claimed)
+        await self._settle_later(claimed, failed, outcomes, bounce=not refused)
+        if refused:
+            first = failed[0]
+            return InlineResult(
+                refusal=outcomes[first.id],
+                refused_for=first.original_rcpt,
+                hidden_destination=first.recipient,
+            )
+        return InlineResult(delivered=all(o.delivered for o in outcomes.values()))
+
+    async def _deliver_unsettled(
+        self, claimed: list[Delivery]
+    ) -> tuple[dict[int, Outcome], list[Delivery]]:
+        outcomes = await self._send(claimed)
+        return outcomes, await self._record(claimed, outcomes, settle=False)
+
+    def _settle_in_background(self, attempt: asyncio.Future[Any]) -> None:
+        self._background.discard(attempt)
+        if attempt.cancelled() or attempt.exception() is not None:
+            log.error("in-session delivery attempt failed: %r", attempt.exception())
+            return
+        outcomes, failed = attempt.result()
+        if failed:
+            claimed = failed  # the delivered and deferred ones are already recorded
+            task = asyncio.ensure_future(self._settle_later(claimed, failed, outcomes, bounce=True))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _settle_later(
+        self,
+        claimed: list[Delivery],
+        failed: list[Delivery],
+        outcomes: dict[int, Outcome],
+        *,
+        bounce: bool,
+    ) -> None:
+        async with session_scope(self.sessionmaker) as session:
+            for delivery in failed:
+                session.add(delivery)
+            await self._settle(session, failed, outcomes, bounce=bounce, now=self.clock())
+            await queue.drop_finished_messages(session, {d.message_id for d in claimed})
 
     async def deliver(self, claimed: list[Delivery]) -> dict[int, Outcome]:
+        """Send the claimed deliveries, then record and settle every outcome."""
+        outcomes = await self._send(claimed)
+        await self._record(claimed, outcomes)
+        return outcomes
+
+    async def _send(self, claimed: list[Delivery]) -> dict[int, Outcome]:
         by_domain: dict[str, list[Delivery]] = defaultdict(list)
         for delivery in claimed:
             by_domain[delivery.recipient.rpartition("@")[2].lower()].append(delivery)
@@ -129,7 +217,6 @@ class DeliveryWorker:
         outcomes: dict[int, Outcome] = {}
         for result in await asyncio.gather(*(one_domain(d, i) for d, i in by_domain.items())):
             outcomes.update(result)
-        await self._record(claimed, outcomes)
         return outcomes
 
     async def _deliver_domain(self, domain: str, items: list[Delivery]) -> dict[int, Outcome]:
@@ -159,51 +246,80 @@ class DeliveryWorker:
                 await connection.close()
         return {d.id: failure for d in items}
 
-    async def _record(self, claimed: list[Delivery], outcomes: dict[int, Outcome]) -> None:
+    async def _record(
+        self, claimed: list[Delivery], outcomes: dict[int, Outcome], *, settle: bool = True
+    ) -> list[Delivery]:
+        """Record each outcome; the permanent failures are returned and, unless ``settle``
+        is False (the in-session attempt decides later), bounced at once."""
         now = self.clock()
+        failed: list[Delivery] = []
         async with session_scope(self.sessionmaker) as session:
             for delivery in claimed:
                 session.add(delivery)  # detached after the claim's session closed
-                await self._record_one(session, delivery, outcomes[delivery.id], now)
-            await queue.drop_finished_messages(session, {d.message_id for d in claimed})
+                if not self._record_one(session, delivery, outcomes[delivery.id], now):
+                    failed.append(delivery)
+            if settle or not failed:
+                await self._settle(session, failed, outcomes, bounce=True, now=now)
+                await queue.drop_finished_messages(session, {d.message_id for d in claimed})
+        return failed
 
-    async def _record_one(
+    def _record_one(
         self, session: AsyncSession, delivery: Delivery, outcome: Outcome, now: datetime
-    ) -> None:
-        message = delivery.message
-        envelope = activity.Envelope(
-            message.client_ip, message.mail_from, message.message_id, message.size, message.id
-        )
-
-        def log_activity(status: str) -> None:
-            activity.record(
-                session,
-                envelope,
-                status=status,
-                address=delivery.original_rcpt,
-                action="forward",
-                destination=delivery.recipient,
-                remote_host=outcome.remote,
-                reply=outcome.reply,
-                at=now,
-            )
-
+    ) -> bool:
+        """Delivered or deferred: recorded, True. Failed for good: marked, False."""
         if outcome.delivered:
             queue.finish(
                 delivery, queue.DELIVERED, remote=outcome.remote, reply=outcome.reply, now=now
             )
-            log_activity(activity.FORWARDED)
-            return
+            self._log(session, delivery, outcome, activity.FORWARDED, now)
+            return True
         retry_at = now + timedelta(seconds=retry_delay(delivery.attempts + 1, self.jitter()))
         if not outcome.permanent and retry_at < delivery.expires_at:
             queue.defer(
                 delivery, remote=outcome.remote, reply=outcome.reply, retry_at=retry_at, now=now
             )
-            log_activity(activity.DEFERRED)
-            return
+            self._log(session, delivery, outcome, activity.DEFERRED, now)
+            return True
         queue.finish(delivery, queue.FAILED, remote=outcome.remote, reply=outcome.reply, now=now)
-        log_activity(activity.BOUNCED)
-        await self._bounce(session, delivery, outcome, now)
+        return False
+
+    async def _settle(
+        self,
+        session: AsyncSession,
+        failed: list[Delivery],
+        outcomes: dict[int, Outcome],
+        *,
+        bounce: bool,
+        now: datetime,
+    ) -> None:
+        """Log the permanent failures and, with ``bounce``, send their DSNs. Without
+        ``bounce`` the sender was refused in session: no DSN, no backscatter."""
+        for delivery in failed:
+            outcome = outcomes[delivery.id]
+            self._log(
+                session, delivery, outcome, activity.BOUNCED if bounce else activity.REJECTED, now
+            )
+            if bounce:
+                await self._bounce(session, delivery, outcome, now)
+
+    @staticmethod
+    def _log(
+        session: AsyncSession, delivery: Delivery, outcome: Outcome, status: str, now: datetime
+    ) -> None:
+        message = delivery.message
+        activity.record(
+            session,
+            activity.Envelope(
+                message.client_ip, message.mail_from, message.message_id, message.size, message.id
+            ),
+            status=status,
+            address=delivery.original_rcpt,
+            action="forward",
+            destination=delivery.recipient,
+            remote_host=outcome.remote,
+            reply=outcome.reply,
+            at=now,
+        )
 
     async def _bounce(
         self, session: AsyncSession, delivery: Delivery, outcome: Outcome, now: datetime
@@ -212,9 +328,8 @@ class DeliveryWorker:
         message = delivery.message
         if message.kind != "inbound" or not message.mail_from or not delivery.mail_from:
             return
-        status = outcome.status or ("5.0.0" if outcome.permanent else "4.4.7")
-        if not outcome.permanent:
-            status = "4.4.7"  # delivery time expired (RFC 3463)
+        # A temporary failure only bounces when the queue lifetime ran out (RFC 3463 4.4.7).
+        status = (outcome.status or "5.0.0") if outcome.permanent else "4.4.7"
         content, message_id = dsn.build(
             hostname=self.config.hostname,
             sender=message.mail_from,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Activity
@@ -69,3 +69,29 @@ async def prune(session: AsyncSession, retention: timedelta, now: datetime | Non
         delete(Activity).where(Activity.at < (now or utcnow()) - retention)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    domain: str | None = None
+    address: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+
+
+async def page(
+    session: AsyncSession, where: Filter, *, limit: int, before: int | None = None
+) -> list[Activity]:
+    """Newest first; ``before`` (an id) continues from the previous page."""
+    query = select(Activity).order_by(Activity.id.desc()).limit(limit)
+    if where.domain:
+        query = query.where(Activity.domain == where.domain)
+    if where.address:
+        query = query.where(func.lower(Activity.address) == where.address.lower())
+    if where.status:
+        query = query.where(Activity.status == where.status)
+    if where.since:
+        query = query.where(Activity.at >= where.since)
+    if before is not None:
+        query = query.where(Activity.id < before)
+    return list(await session.scalars(query))

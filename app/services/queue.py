@@ -16,13 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.db.models import Delivery, Message
-from app.errors import NotFound
+from app.errors import NotFound, QueueItemBusy, QueueItemNotFound
 
 QUEUED = "queued"
 DELIVERING = "delivering"
 DELIVERED = "delivered"
 FAILED = "failed"
 WAITING = (QUEUED, DELIVERING)
+# Listing the queue needs each message's queue id, not its (possibly 25 MiB) content.
+_queue_id_only = selectinload(Delivery.message).load_only(Message.queue_id)
 
 
 async def claim_due(
@@ -116,8 +118,39 @@ async def list_waiting(session: AsyncSession, limit: int = 1000) -> list[Deliver
             .where(Delivery.status.in_(WAITING))
             .order_by(Delivery.next_attempt_at, Delivery.id)
             .limit(limit)
+            .options(_queue_id_only)
         )
     )
+
+
+async def get_waiting(session: AsyncSession, delivery_id: int) -> Delivery:
+    delivery = await session.scalar(
+        select(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status.in_(WAITING))
+        .options(_queue_id_only)
+    )
+    if delivery is None:
+        raise QueueItemNotFound(f"no delivery {delivery_id} waits in the queue")
+    return delivery
+
+
+async def retry_now(session: AsyncSession, delivery_id: int, now: datetime) -> Delivery:
+    """Make a deferred delivery due at once (one being sent now is left alone: 409)."""
+    delivery = await get_waiting(session, delivery_id)
+    if delivery.status == DELIVERING and (delivery.claimed_until or now) > now:
+        raise QueueItemBusy(f"delivery {delivery_id} is being attempted right now")
+    delivery.next_attempt_at = now
+    await session.flush()
+    return delivery
+
+
+async def remove(session: AsyncSession, delivery_id: int) -> None:
+    """Give up a waiting delivery without a bounce (the operator's decision)."""
+    delivery = await get_waiting(session, delivery_id)
+    message_id = delivery.message_id
+    await session.delete(delivery)
+    await session.flush()
+    await drop_finished_messages(session, {message_id})
 
 
 async def get_message(session: AsyncSession, message_id: int) -> Message:

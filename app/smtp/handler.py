@@ -9,10 +9,10 @@ from __future__ import annotations
 import errno
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,6 +37,20 @@ DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
 class InboundConfig:
     hostname: str
     queue_lifetime: timedelta
+    inline_delivery_timeout: float = 0.0  # 0: queue only
+
+
+class InlineResult(Protocol):
+    @property
+    def delivered(self) -> bool: ...
+
+    def refusal_reply(self) -> str | None: ...
+
+
+class InlineDelivery(Protocol):
+    """The delivery worker as the SMTP server sees it (app.delivery.worker.DeliveryWorker)."""
+
+    async def attempt_inline(self, ids: Sequence[int], patience: float) -> InlineResult: ...
 
 
 @dataclass(slots=True)
@@ -62,11 +76,13 @@ class InboundHandler:
         srs: Srs,
         config: InboundConfig,
         on_queued: Callable[[], None] | None = None,
+        inline: InlineDelivery | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.srs = srs
         self.config = config
         self.on_queued = on_queued
+        self.inline = inline
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -164,9 +180,30 @@ class InboundHandler:
         )
         if stored.message is None:
             return replies.S250_DROPPED
+        if self.inline is not None and self.config.inline_delivery_timeout > 0:
+            reply = await self._deliver_in_session(queue_id, [d.id for d in stored.deliveries])
+            if reply is not None:
+                return reply
         if self.on_queued is not None:
             self.on_queued()
         return replies.S250_QUEUED.format(queue_id=queue_id)
+
+    async def _deliver_in_session(self, queue_id: str, ids: list[int]) -> str | None:
+        """The reply when the in-session attempt settled the message, else None (queue it).
+        The message is already committed: whatever happens here, nothing is lost."""
+        assert self.inline is not None
+        try:
+            result = await self.inline.attempt_inline(ids, self.config.inline_delivery_timeout)
+        except Exception:
+            log.exception("in-session delivery of %s failed; the queue takes over", queue_id)
+            return None
+        refusal = result.refusal_reply()
+        if refusal is not None:
+            log.info("message %s refused in session by every destination", queue_id)
+            return refusal
+        if result.delivered:
+            return replies.S250_DELIVERED.format(queue_id=queue_id)
+        return None
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would otherwise answer "500 Error: (ExceptionName) text": a 5xx that

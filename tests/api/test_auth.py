@@ -11,7 +11,17 @@ from fastapi.routing import APIRoute
 
 from app.api.app import create_app
 from app.api.context import ApiContext
-from app.api.routes import aliases, catch_all, destinations, domains, route, tokens, verify
+from app.api.routes import (
+    activity,
+    aliases,
+    catch_all,
+    destinations,
+    domains,
+    queue,
+    route,
+    tokens,
+    verify,
+)
 from tests.fakes import FakeResolver
 
 # The spec does not touch the context; an app built with placeholders is enough to read it.
@@ -21,13 +31,24 @@ OPERATIONS = [(method.upper(), path) for path, ops in SPEC["paths"].items() for 
 PROTECTED = [
     (m, p) for m, p in OPERATIONS if p.startswith("/v1/") and not p.startswith("/v1/verify/")
 ]
-V1_ROUTE_MODULES = (aliases, catch_all, destinations, domains, route, tokens, verify)
+V1_ROUTE_MODULES = (
+    activity,
+    aliases,
+    catch_all,
+    destinations,
+    domains,
+    queue,
+    route,
+    tokens,
+    verify,
+)
 SAMPLE_PARAMETERS = {
     "name": "example.org",
     "domain": "example.org",
     "local_part": "shop",
     "destination_id": "1",
     "token_id": "1",
+    "delivery_id": "1",
     "token": "some-token",
 }
 

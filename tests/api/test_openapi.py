@@ -103,6 +103,10 @@ def test_openapi_lists_every_endpoint() -> None:
 
     assert listed == {
         ("GET", "/healthz"),
+        ("GET", "/v1/activity"),
+        ("GET", "/v1/queue"),
+        ("POST", "/v1/queue/{delivery_id}/retry"),
+        ("DELETE", "/v1/queue/{delivery_id}"),
         ("GET", "/v1/domains"),
         ("POST", "/v1/domains"),
         ("GET", "/v1/domains/{name}"),

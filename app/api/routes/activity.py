@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from app.api.deps import SessionDep
+from app.api.schemas.activity import ActivityPage, ActivityPublic, StatusName
+from app.api.schemas.base import Line
+from app.routing import normalize_domain
+from app.services import activity
+
+router = APIRouter(prefix="/activity", tags=["activity"])
+
+
+@router.get("", summary="Page through the activity log")
+async def list_activity(
+    session: SessionDep,
+    domain: Annotated[Line | None, Query(max_length=300)] = None,
+    address: Annotated[Line | None, Query(max_length=320)] = None,
+    status: StatusName | None = None,
+    since: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="next_before of the last page")] = None,
+) -> ActivityPage:
+    """Messages received, refused or dropped, and every delivery attempt, newest first."""
+    where = activity.Filter(
+        domain=normalize_domain(domain) if domain else None,
+        address=address,
+        status=status,
+        since=since,
+    )
+    rows = await activity.page(session, where, limit=limit, before=before)
+    return ActivityPage(
+        items=[ActivityPublic.model_validate(r) for r in rows],
+        next_before=rows[-1].id if len(rows) == limit else None,
+    )
