@@ -29,6 +29,9 @@ from tests.fakes import FakeResolver
 from tests.peers.dnsmasq import Dnsmasq, Zone
 from tests.peers.tools import IN_CI
 
+# Registered once as a plugin: its session-scoped Postfix owns 127.0.0.2:25.
+pytest_plugins = ["tests.peers.postfix"]
+
 POSTGRES_URL_VARIABLE = "MAILROUTE_TEST_DATABASE_URL"
 HOSTNAME = "mx.mailroute.example"
 PUBLIC_URL = "https://mailroute.example"

@@ -1,10 +1,10 @@
 """A real Postfix for tests: the destination inbox mailroute relays to.
 
-An instance of its own (config, queue, data, Maildirs and log under one directory), its
-master(8) run directly as a child of the tests and listening on 127.0.0.2:25 by default.
-It accepts mail for its virtual mailbox domains, refuses chosen addresses at RCPT with
-550 5.1.1, and delivers the rest with virtual(8) into one Maildir per domain; see
-``postfix_config`` for what it will not do (DNS, relaying, sending).
+An instance of its own (config, queue, data and Maildirs under one directory, its log in
+another), its master(8) run directly as a child of the tests and listening on 127.0.0.2:25
+by default. It accepts mail for its virtual mailbox domains, refuses chosen addresses at
+RCPT with 550 5.1.1, and delivers the rest with virtual(8) into one Maildir per domain;
+``postfix_config`` says what it will not do (DNS, relaying, sending).
 
 Tests share one instance per session (``postfix``) and keep apart by taking fresh addresses
 from ``Postfix.mailbox()``; ``messages()`` picks a mailbox's files out of the domain's
@@ -13,43 +13,42 @@ offering STARTTLS; ``postfix_factory`` makes instances configured otherwise.
 
 Fixtures reach tests through ``pytest_plugins = ["tests.peers.postfix"]``, which registers
 them once however many modules ask; importing the fixture functions into several modules
-would make a second session instance that cannot bind the same address.
+would make a second session instance that cannot bind the same address. A test module may
+import this one before listing it there: PYTEST_DONT_REWRITE tells pytest that is fine (it
+holds no assert statements to rewrite).
 """
 
 from __future__ import annotations
 
-import grp
 import itertools
 import os
-import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from tests.peers import maildir
 from tests.peers.dnsmasq import Zone
-from tests.peers.postfix_config import (
-    QUEUE_DIRECTORIES,
-    mailbox_map,
-    maildir_name,
-    main_cf,
-    master_cf,
+from tests.peers.postfix_config import Settings, maildir_name, write_instance
+from tests.peers.processes import (
+    address_in_use,
+    end_group,
+    greeting,
+    terminal_output,
 )
 from tests.peers.tools import IN_CI, require_tool
 
 MAILBOX_DOMAIN = "inbox.example"
 UNKNOWN_MAILBOX = f"unknown@{MAILBOX_DOMAIN}"
 TLS_MAILBOX_DOMAIN = "starttls.example"
-# Postfix's whole reply to RCPT for an address its virtual mailbox map does not list.
+# Postfix's whole replies to RCPT for an address its virtual mailbox map does not list,
+# and for one in a domain it does not serve.
 S550_UNKNOWN_MAILBOX = (
     "550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
 )
@@ -60,13 +59,13 @@ STOP_TIMEOUT = 10.0
 
 
 class Postfix:
-    """One Postfix instance rooted at ``root``, which must be searchable by everyone: virtual(8)
-    delivers as ``nobody`` (it refuses root), so pytest's 0700 tmp_path will not do."""
+    """One Postfix instance: start, stop, and read what it delivered."""
 
     def __init__(
         self,
         root: Path,
         *,
+        log_dir: Path | None = None,
         host: str = "127.0.0.2",
         port: int = 25,
         domains: Sequence[str] = (MAILBOX_DOMAIN,),
@@ -75,32 +74,58 @@ class Postfix:
         tls: bool = False,
         hostname: str | None = None,
     ) -> None:
-        """``mailboxes`` None accepts every address in ``domains`` except ``refused``;
-        a list accepts just those addresses. Refused addresses get 550 5.1.1 at RCPT."""
+        """An instance in ``root``, which everyone must be able to search: virtual(8)
+        delivers as nobody, so not pytest's tmp_path (under a 0700 directory). Its log goes
+        to ``log_dir`` (default ``root/log``), which only root needs to reach.
+
+        ``mailboxes`` None accepts every address in ``domains`` except ``refused``; a list
+        accepts those addresses alone. Others get 550 5.1.1 at RCPT. ``tls`` offers
+        STARTTLS with a self-signed certificate for ``hostname`` (default ``mx.`` and the
+        first domain) and ``host``."""
+        domains = tuple(d.lower() for d in domains)
+        self.settings = Settings(
+            host=host,
+            port=port,
+            hostname=hostname or f"mx.{domains[0]}",
+            domains=domains,
+            mailboxes=None if mailboxes is None else tuple(mailboxes),
+            refused=tuple(refused),
+            tls=tls,
+        )
+        for address in (*(self.settings.mailboxes or ()), *self.settings.refused):
+            if address.rpartition("@")[2].lower() not in domains:
+                raise ValueError(f"{address} is not in the mailbox domains {domains}")
         self.root = root
-        self.host = host
-        self.port = port
-        self.domains = tuple(d.lower() for d in domains)
-        self.mailboxes = None if mailboxes is None else tuple(mailboxes)
-        self.refused = tuple(refused)
-        self.tls = tls
-        self.hostname = hostname or f"mx.{self.domains[0]}"
-        for address in (*(self.mailboxes or ()), *self.refused):
-            if address.rpartition("@")[2].lower() not in self.domains:
-                raise ValueError(f"{address} is not in the mailbox domains {self.domains}")
+        self.log_dir = log_dir or root / "log"
         self._programs = require_postfix()
         self._master: subprocess.Popen[bytes] | None = None
-        self._prepared = False
+        self._laid_out = False
         self._fresh = itertools.count(1)
 
     @property
+    def host(self) -> str:
+        return self.settings.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.port
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self.settings.domains
+
+    @property
+    def refused(self) -> tuple[str, ...]:
+        return self.settings.refused
+
+    @property
     def log_file(self) -> Path:
-        return self.root / "log" / "maillog"
+        return self.log_dir / "maillog"
 
     @property
     def certificate(self) -> Path | None:
-        """The self-signed certificate offered with STARTTLS, to trust it in a client."""
-        return self.root / "tls" / "cert.pem" if self.tls else None
+        """The self-signed certificate offered with STARTTLS, for a client to trust."""
+        return self.root / "tls" / "cert.pem" if self.settings.tls else None
 
     @property
     def running(self) -> bool:
@@ -113,31 +138,33 @@ class Postfix:
 
     def mailbox(self, name: str = "user", domain: str | None = None) -> str:
         """A fresh address no other test has used, e.g. ``user-7@inbox.example``."""
-        if self.mailboxes is not None:
+        if self.settings.mailboxes is not None:
             raise ValueError("fresh mailboxes need an instance that accepts any address")
         return f"{name}-{next(self._fresh)}@{domain or self.domains[0]}"
 
     def zone(self) -> Zone:
-        """DNS records for dnsmasq routing mail for the mailbox domains here (by MX)."""
+        """DNS records for dnsmasq that route mail for the mailbox domains here by MX."""
         return Zone(
-            mx=[(d, self.hostname, 10) for d in self.domains],
-            hosts=[(self.hostname, self.host)],
+            mx=[(d, self.settings.hostname, 10) for d in self.domains],
+            hosts=[(self.settings.hostname, self.host)],
             local_domains=list(self.domains),
         )
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Start the master and wait for the 220 greeting; no-op when running."""
+        """Start the master and wait for the 220 greeting; a no-op when running."""
         if self.running:
             return
-        self._prepare()
-        if _greeting(self.host, self.port) is not None:
+        if not self._laid_out:
+            write_instance(self.root, self.log_dir, self.settings)
+            self._laid_out = True
+        if address_in_use(self.host, self.port):
             raise RuntimeError(
-                f"something already answers on {self.host}:{self.port} (a Postfix left over"
-                f" from an interrupted run?); see `ss -ltnp 'sport = :{self.port}'`"
+                f"{self.host}:{self.port} is taken (a Postfix left from an interrupted run?"
+                f" see `ss -ltnp 'sport = :{self.port}'`)"
             )
-        with open(self.root / "log" / "master.out", "ab") as output:
+        with open(self.log_dir / "master.out", "ab") as output:
             self._master = subprocess.Popen(
-                # -d: stay in the foreground, keep stderr for errors before logging is up.
+                # -d: stay in the foreground, a child of ours, in the new session.
                 [self._programs["master"], "-c", str(self.root / "etc"), "-d"],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
@@ -145,16 +172,22 @@ class Postfix:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        while (greeting := _greeting(self.host, self.port)) is None:
+        while (line := greeting(self.host, self.port)) is None:
             if not self.running or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"Postfix did not start on {self.host}:{self.port}\n{self.tail()}"
-                )
+                self._fail_start(f"no 220 within {timeout} s" if self.running else "exited")
             time.sleep(0.05)
-        if not greeting.startswith(b"220 "):
-            self.stop()
-            raise RuntimeError(f"Postfix greeted with {greeting!r}\n{self.tail()}")
+        if not line.startswith(b"220 "):
+            self._fail_start(f"greeted with {line!r}")
+
+    def _fail_start(self, what: str) -> NoReturn:
+        self.stop()
+        check = terminal_output([self._programs["postfix"], "-c", str(self.root / "etc"), "check"])
+        raise RuntimeError(
+            f"Postfix on {self.host}:{self.port}: {what}\n"
+            # master(8) logs its own start-up errors to syslog only.
+            f"`postfix -c {self.root / 'etc'} check` says: {check.strip() or 'nothing'}\n"
+            f"{self.tail()}"
+        )
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the master and every process it started; Maildirs and queue stay."""
@@ -163,24 +196,17 @@ class Postfix:
         master, self._master = self._master, None
         # master(8) passes SIGTERM on to its process group, then exits.
         master.terminate()
-        try:
-            master.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(master.pid, signal.SIGKILL)
-            master.wait(timeout)
-        if not _wait_until_gone(master.pid, timeout):
-            os.killpg(master.pid, signal.SIGKILL)
-            if not _wait_until_gone(master.pid, timeout):
-                raise RuntimeError(f"Postfix processes left: {processes_in_group(master.pid)}")
+        end_group(master.pid, timeout)
+        master.wait(timeout)
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
     def messages(self, mailbox: str) -> list[bytes]:
-        """Messages delivered to ``mailbox``, oldest first, each as its Maildir file: the
-        Return-Path, Delivered-To and Received headers Postfix adds, then the bytes sent
-        with CRLF turned into LF."""
+        """Messages delivered to ``mailbox``, oldest first, each its Maildir file: the
+        Return-Path, Delivered-To and Received headers Postfix adds, then the message as
+        sent, its CRLF line ends stored as LF."""
         wanted = mailbox.casefold()
         return [
             message
@@ -204,66 +230,18 @@ class Postfix:
         return found
 
     def maildir(self, mailbox: str) -> Path:
+        """The Maildir of ``mailbox``'s domain, shared by its every mailbox."""
+        if mailbox.rpartition("@")[2].lower() not in self.domains:
+            raise ValueError(f"{mailbox} is not in the mailbox domains {self.domains}")
         return self.root / "mail" / maildir_name(mailbox)
 
     def tail(self, lines: int = 30) -> str:
         """The end of Postfix's log, for failure messages."""
         text = ""
-        for path in (self.root / "log" / "master.out", self.log_file):
+        for path in (self.log_dir / "master.out", self.log_file):
             if path.exists():
                 text += path.read_text(errors="replace")
         return f"last lines of {self.log_file}:\n" + "\n".join(text.splitlines()[-lines:])
-
-    def _prepare(self) -> None:
-        if self._prepared:
-            return
-        postfix = pwd.getpwnam("postfix")
-        nobody = pwd.getpwnam("nobody")
-        for name in ("etc", "log", "tls", "data", "queue", "mail"):
-            (self.root / name).mkdir(mode=0o755, exist_ok=True)
-        os.chown(self.root / "data", postfix.pw_uid, -1)
-        os.chmod(self.root / "data", 0o700)
-        postdrop = grp.getgrnam("postdrop").gr_gid
-        for name, owned, setgid_group, mode in QUEUE_DIRECTORIES:
-            path = self.root / "queue" / name
-            path.mkdir(mode=mode, exist_ok=True)
-            os.chown(path, postfix.pw_uid if owned else 0, postdrop if setgid_group else 0)
-            os.chmod(path, mode)
-        for domain in self.domains:
-            maildir.create_maildir(self.root / "mail" / domain, nobody.pw_uid, nobody.pw_gid)
-        etc = self.root / "etc"
-        (etc / "main.cf").write_text(
-            main_cf(
-                self.root,
-                hostname=self.hostname,
-                domains=self.domains,
-                uid=nobody.pw_uid,
-                gid=nobody.pw_gid,
-                tls=self.tls,
-            )
-        )
-        (etc / "master.cf").write_text(master_cf(self.host, self.port))
-        (etc / "mailboxes.regexp").write_text(
-            mailbox_map(self.domains, self.mailboxes, self.refused)
-        )
-        if self.tls:
-            self._make_certificate()
-        self._prepared = True
-
-    def _make_certificate(self) -> None:
-        subprocess.run(
-            [
-                require_tool("openssl", "openssl"),
-                *("req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"),
-                *("-pkeyopt", "ec_paramgen_curve:prime256v1"),
-                *("-keyout", str(self.root / "tls" / "key.pem")),
-                *("-out", str(self.root / "tls" / "cert.pem")),
-                *("-subj", f"/CN={self.hostname}"),
-                *("-addext", f"subjectAltName=DNS:{self.hostname},IP:{self.host}"),
-            ],
-            check=True,
-            capture_output=True,
-        )
 
 
 def require_postfix() -> dict[str, str]:
@@ -274,91 +252,60 @@ def require_postfix() -> dict[str, str]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    postconf = Path(postfix).with_name("postconf")
-    directory = subprocess.run(
-        [str(postconf), "-dh", "daemon_directory"],
-        capture_output=True,
-        text=True,
-        check=True,
+    postconf = str(Path(postfix).with_name("postconf"))
+    daemons = subprocess.run(
+        [postconf, "-dh", "daemon_directory"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    return {"postfix": postfix, "master": str(Path(directory) / "master")}
-
-
-def processes_in_group(group: int) -> list[int]:
-    """Live (not zombie) processes in process group ``group``, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == group:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _wait_until_gone(group: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while processes_in_group(group):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _greeting(host: str, port: int) -> bytes | None:
-    """The first line a server on ``host:port`` sends, or None if nothing listens."""
-    try:
-        with socket.create_connection((host, port), timeout=2) as sock:
-            reader = sock.makefile("rb")
-            line = reader.readline()
-            sock.sendall(b"QUIT\r\n")
-            reader.readline()
-            return line
-    except OSError:
-        return None
+    return {"postfix": postfix, "master": str(Path(daemons) / "master")}
 
 
 @contextmanager
-def running_postfix(**options: Any) -> Iterator[Postfix]:
-    """A started instance in a fresh directory, stopped and removed afterwards."""
+def running_postfix(log_dir: Path | None = None, **options: Any) -> Iterator[Postfix]:
+    """A started instance in a fresh directory, stopped and removed afterwards (its log
+    stays if ``log_dir`` is elsewhere)."""
     require_postfix()
     root = Path(tempfile.mkdtemp(prefix="mailroute-postfix-"))
     root.chmod(0o711)
-    server = Postfix(root, **options)
     try:
+        server = Postfix(root, log_dir=log_dir, **options)
         server.start()
-        yield server
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
-        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def postfix_server() -> Iterator[Postfix]:
-    with running_postfix(refused=[UNKNOWN_MAILBOX]) as server:
+def postfix_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postfix]:
+    log_dir = tmp_path_factory.mktemp("postfix")
+    with running_postfix(log_dir, refused=[UNKNOWN_MAILBOX]) as server:
         yield server
 
 
 @pytest.fixture
 def postfix(postfix_server: Postfix) -> Iterator[Postfix]:
-    """The session's Postfix on 127.0.0.2:25, accepting any address at inbox.example but
-    unknown@; running at the start of each test, and again after it if the test stopped it."""
+    """The session's Postfix on 127.0.0.2:25, taking any address at inbox.example but
+    unknown@; running when each test starts, and started again if a test stopped it."""
     postfix_server.start()
     yield postfix_server
     postfix_server.start()
 
 
 @pytest.fixture(scope="session")
-def postfix_tls_server() -> Iterator[Postfix]:
-    options = {"domains": [TLS_MAILBOX_DOMAIN], "refused": [f"unknown@{TLS_MAILBOX_DOMAIN}"]}
-    with running_postfix(host="127.0.0.3", tls=True, **options) as server:
+def postfix_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postfix]:
+    log_dir = tmp_path_factory.mktemp("postfix-tls")
+    refused = [f"unknown@{TLS_MAILBOX_DOMAIN}"]
+    with running_postfix(
+        log_dir, host="127.0.0.3", domains=[TLS_MAILBOX_DOMAIN], refused=refused, tls=True
+    ) as server:
         yield server
 
 
 @pytest.fixture
 def postfix_tls(postfix_tls_server: Postfix) -> Iterator[Postfix]:
-    """Like ``postfix`` on 127.0.0.3:25 for starttls.example, offering STARTTLS."""
+    """Like ``postfix``, on 127.0.0.3:25 for starttls.example, offering STARTTLS."""
     postfix_tls_server.start()
     yield postfix_tls_server
     postfix_tls_server.start()
@@ -368,13 +315,14 @@ _SPARE_HOSTS = itertools.cycle(f"127.0.0.{n}" for n in range(10, 255))
 
 
 @pytest.fixture
-def postfix_factory() -> Iterator[Callable[..., Postfix]]:
-    """Start instances configured as a test needs (``Postfix`` keyword arguments); each
-    listens on its own loopback address from 127.0.0.10 on unless given ``host``."""
+def postfix_factory(tmp_path: Path) -> Iterator[Callable[..., Postfix]]:
+    """Start instances configured as a test needs (``Postfix`` keyword arguments), each on
+    a loopback address of its own from 127.0.0.10 on unless given ``host``."""
     with ExitStack() as stack:
 
         def make(**options: Any) -> Postfix:
             options.setdefault("host", next(_SPARE_HOSTS))
-            return stack.enter_context(running_postfix(**options))
+            log_dir = tmp_path / f"postfix-{options['host']}-{options.get('port', 25)}"
+            return stack.enter_context(running_postfix(log_dir, **options))
 
         yield make

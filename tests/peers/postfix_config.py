@@ -1,14 +1,37 @@
 """The files that make one Postfix instance of its own: main.cf, master.cf, the mailbox map.
 
-Everything Postfix reads or writes is under the instance's root; the only things it shares
-with the system are its programs and the postfix/postdrop accounts. It only receives: no
-DNS, no relaying, and every outbound transport is error(8).
+Everything Postfix reads or writes is under the instance's root and log directory; all it
+shares with the system are its programs and the postfix/postdrop accounts. It only
+receives: no DNS, no relaying, and every outbound transport is error(8).
 """
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
+import subprocess
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from tests.peers import maildir
+from tests.peers.tools import require_tool
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a test chooses about an instance; ``Postfix.__init__`` documents each."""
+
+    host: str
+    port: int
+    hostname: str
+    domains: tuple[str, ...]
+    mailboxes: tuple[str, ...] | None
+    refused: tuple[str, ...]
+    tls: bool
+
 
 MAIN_CF = """\
 compatibility_level = 3.6
@@ -17,9 +40,9 @@ data_directory = {root}/data
 mail_owner = postfix
 setgid_group = postdrop
 syslog_name = postfix-mailroute-test
-maillog_file = {root}/log/maillog
+maillog_file = {log_dir}/maillog
 # Postfix writes logs only under listed prefixes (postconf(5) maillog_file_prefixes).
-maillog_file_prefixes = {root}/log
+maillog_file_prefixes = {log_dir}
 
 myhostname = {hostname}
 mydomain = {hostname}
@@ -32,8 +55,8 @@ alias_database =
 # addresses configured on an interface.
 inet_interfaces = loopback-only
 inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
 relay_domains =
+# No permit_mynetworks: not even loopback clients may relay.
 smtpd_relay_restrictions = reject_unauth_destination
 smtpd_banner = $myhostname ESMTP Postfix (mailroute tests)
 smtpd_peername_lookup = no
@@ -146,26 +169,66 @@ def maildir_name(address: str) -> str:
     return address.rpartition("@")[2].lower() + "/"
 
 
-def main_cf(
-    root: Path,
-    *,
-    hostname: str,
-    domains: Sequence[str],
-    uid: int,
-    gid: int,
-    tls: bool,
-) -> str:
+def write_instance(root: Path, log_dir: Path, settings: Settings) -> None:
+    """Lay out an instance: directories owned as Postfix expects, its configuration, and
+    for STARTTLS a self-signed certificate."""
+    mail_owner = pwd.getpwnam("postfix")
+    # virtual(8) will not deliver as root; nobody owns the Maildirs.
+    nobody = pwd.getpwnam("nobody")
+    for name in ("etc", "tls", "queue", "mail"):
+        (root / name).mkdir(mode=0o755, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(mode=0o700, exist_ok=True)
+    os.chown(root / "data", mail_owner.pw_uid, -1)
+    postdrop = grp.getgrnam("postdrop").gr_gid
+    for name, owned, setgid_group, mode in QUEUE_DIRECTORIES:
+        path = root / "queue" / name
+        path.mkdir(exist_ok=True)
+        os.chown(path, mail_owner.pw_uid if owned else 0, postdrop if setgid_group else 0)
+        os.chmod(path, mode)
+    for domain in settings.domains:
+        maildir.create_maildir(root / "mail" / domain, nobody.pw_uid, nobody.pw_gid)
+    files = {
+        "main.cf": main_cf(root, log_dir, settings, nobody.pw_uid, nobody.pw_gid),
+        "master.cf": MASTER_CF.format(host=settings.host, port=settings.port),
+        "mailboxes.regexp": mailbox_map(settings.domains, settings.mailboxes, settings.refused),
+    }
+    for name, text in files.items():
+        path = root / "etc" / name
+        path.write_text(text)
+        # Postfix reads a file only once it is over a second old (dict_load_file(3): it
+        # might be half written), which would cost two seconds at each start.
+        written = time.time() - 60
+        os.utime(path, (written, written))
+    if settings.tls and not (root / "tls" / "cert.pem").exists():
+        write_certificate(root / "tls", settings)
+
+
+def main_cf(root: Path, log_dir: Path, settings: Settings, uid: int, gid: int) -> str:
     return MAIN_CF.format(
         root=root,
-        hostname=hostname,
-        domains=", ".join(domains),
+        log_dir=log_dir,
+        hostname=settings.hostname,
+        domains=", ".join(settings.domains),
         uid=uid,
         gid=gid,
-        tls_level="may" if tls else "none",
-        certificate=root / "tls" / "cert.pem" if tls else "",
-        key=root / "tls" / "key.pem" if tls else "",
+        tls_level="may" if settings.tls else "none",
+        certificate=root / "tls" / "cert.pem" if settings.tls else "",
+        key=root / "tls" / "key.pem" if settings.tls else "",
     )
 
 
-def master_cf(host: str, port: int) -> str:
-    return MASTER_CF.format(host=host, port=port)
+def write_certificate(directory: Path, settings: Settings) -> None:
+    """A self-signed P-256 certificate for the hostname and the listen address."""
+    subprocess.run(
+        [
+            require_tool("openssl", "openssl"),
+            *("req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"),
+            *("-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem")),
+            *("-subj", f"/CN={settings.hostname}"),
+            *("-addext", f"subjectAltName=DNS:{settings.hostname},IP:{settings.host}"),
+        ],
+        check=True,
+        capture_output=True,
+    )
