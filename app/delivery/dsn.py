@@ -15,6 +15,13 @@ from email.utils import format_datetime
 from app import message as message_bytes
 
 _LINE_BREAKS = re.compile(r"[\r\n\t]+")
+_IP_ADDRESS = re.compile(
+    r"\b\d{1,3}(?:\.\d{1,3}){3}\b"  # IPv4
+    r"|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|[0-9a-f:]*[0-9a-f]::[0-9a-f:]*",  # IPv6
+    re.IGNORECASE,
+)
+HIDDEN_DOMAIN = "the destination domain"
+HIDDEN_ADDRESS = "[address hidden]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +98,16 @@ def _hide(diagnostic: str, failure: Failure) -> str:
 
 
 def hide_destination(text: str, destination: str, alias: str) -> str:
-    """One line, with the forwarding destination replaced by the alias."""
+    """One line, with the forwarding destination replaced by the alias, its domain and any
+    IP address hidden: a bounce must not reveal where an alias leads."""
     text = _LINE_BREAKS.sub(" ", text).strip()
     if not destination:
         return text
-    return re.sub(re.escape(destination), alias, text, flags=re.IGNORECASE)
+    text = re.sub(re.escape(destination), alias, text, flags=re.IGNORECASE)
+    domain = destination.rpartition("@")[2]
+    if domain:
+        text = re.sub(rf"\b{re.escape(domain)}\b", HIDDEN_DOMAIN, text, flags=re.IGNORECASE)
+    return _IP_ADDRESS.sub(HIDDEN_ADDRESS, text)
 
 
 def _crlf(data: bytes) -> bytes:

@@ -86,7 +86,28 @@ class Connection:
 
 
 async def connect(target: Target, config: RelayConfig) -> Connection:
-    """Connect, EHLO, STARTTLS when offered (or required); ConnectFailed otherwise."""
+    """Connect, EHLO, STARTTLS when offered (or required); ConnectFailed otherwise.
+
+    Opportunistic TLS whose handshake fails is retried in clear at once, as Postfix's
+    ``may`` level does: encryption is a bonus there, never a reason not to deliver.
+    """
+    try:
+        return await _open(target, config, starttls=config.starttls)
+    except TlsHandshakeFailed as exc:
+        if config.tls_policy == "require":
+            raise ConnectFailed(
+                Outcome(Result.TEMPORARY, f"TLS handshake failed: {exc}", exc.remote, "4.7.5")
+            ) from exc
+        return await _open(target, config, starttls=False)
+
+
+class TlsHandshakeFailed(Exception):
+    def __init__(self, remote: str, reason: str) -> None:
+        super().__init__(reason)
+        self.remote = remote
+
+
+async def _open(target: Target, config: RelayConfig, *, starttls: bool) -> Connection:
     client = aiosmtplib.SMTP(
         hostname=target.address,
         port=target.port,
@@ -100,9 +121,12 @@ async def connect(target: Target, config: RelayConfig) -> Connection:
     try:
         await client.connect(timeout=CONNECT_TIMEOUT)
         await client.ehlo()
-        if config.starttls and not config.implicit_tls:
+        if starttls and not config.implicit_tls:
             if client.supports_extension("starttls"):
-                await client.starttls(tls_context=_unverified_context())
+                try:
+                    await client.starttls(tls_context=_unverified_context())
+                except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as exc:
+                    raise TlsHandshakeFailed(remote, str(exc)) from exc
             elif config.tls_policy == "require":
                 raise ConnectFailed(
                     Outcome(
@@ -111,7 +135,7 @@ async def connect(target: Target, config: RelayConfig) -> Connection:
                 )
         if config.username and config.password:
             await client.login(config.username, config.password)
-    except ConnectFailed:
+    except (ConnectFailed, TlsHandshakeFailed):
         client.close()
         raise
     except (aiosmtplib.SMTPException, OSError) as exc:

@@ -273,8 +273,10 @@ class DeliveryWorker:
             )
             self._log(session, delivery, outcome, activity.FORWARDED, now)
             return True
-        retry_at = now + timedelta(seconds=retry_delay(delivery.attempts + 1, self.jitter()))
-        if not outcome.permanent and retry_at < delivery.expires_at:
+        if not outcome.permanent and now < delivery.expires_at:
+            # The last retry falls on the expiry itself, not an hour before it.
+            delay = timedelta(seconds=retry_delay(delivery.attempts + 1, self.jitter()))
+            retry_at = min(now + delay, delivery.expires_at)
             queue.defer(
                 delivery, remote=outcome.remote, reply=outcome.reply, retry_at=retry_at, now=now
             )
@@ -347,4 +349,5 @@ class DeliveryWorker:
             mail_from="",
             recipients=[message.mail_from],
             message_id=message_id,
+            now=now,
         )

@@ -71,9 +71,10 @@ async def enqueue_raw(
     recipients: list[str],
     message_id: str | None,
     lifetime: timedelta = DEFAULT_QUEUE_LIFETIME,
+    now: datetime | None = None,
 ) -> Message:
     """Queue message bytes we composed ourselves (a DSN), exactly as given."""
-    now = utcnow()
+    now = now or utcnow()
     stored = Message(
         kind=kind,
         queue_id=secrets.token_hex(6),

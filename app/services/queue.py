@@ -102,6 +102,7 @@ async def drop_finished_messages(session: AsyncSession, message_ids: set[int]) -
     (their deliveries go with them; the activity log keeps the history)."""
     if not message_ids:
         return
+    await session.flush()  # the statuses just set must be in the database for the check
     waiting = exists().where(Delivery.message_id == Message.id, Delivery.status.in_(WAITING))
     await session.execute(
         delete(Message)

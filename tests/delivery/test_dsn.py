@@ -1,0 +1,179 @@
+"""DSNs (RFC 3464), read back with the email package as a mail client would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+
+import pytest
+
+from app.delivery import dsn
+
+HOSTNAME = "mx.mailroute.example"
+SENDER = "alice@sender.example"
+ALIAS = "shop@example.org"
+DESTINATION = "me@inbox.example"
+ARRIVAL = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+NOW = datetime(2024, 5, 1, 12, 5, tzinfo=UTC)
+ORIGINAL = (
+    b"Received: from client.example ([192.0.2.1])\r\n"
+    b"\tby mx.mailroute.example (mailroute) with ESMTP id abc123\r\n"
+    b"\tfor <shop@example.org>; Wed, 01 May 2024 12:00:00 +0000\r\n"
+    b"From: Alice <alice@sender.example>\r\n"
+    b"To: shop@example.org\r\n"
+    b"Subject: the order\r\n"
+    b"Message-ID: <1@sender.example>\r\n"
+    b"\r\n"
+    b"Please send it to my home.\r\n"
+)
+
+
+def build(
+    *,
+    diagnostic: str = "550 5.1.1 <me@inbox.example>: Recipient address rejected",
+    status: str = "5.1.1",
+    original: bytes = ORIGINAL,
+) -> tuple[bytes, str]:
+    return dsn.build(
+        hostname=HOSTNAME,
+        sender=SENDER,
+        original=original,
+        arrival=ARRIVAL,
+        failures=[dsn.Failure(ALIAS, DESTINATION, status, diagnostic)],
+        now=NOW,
+    )
+
+
+def parse(content: bytes) -> EmailMessage:
+    message = BytesParser(policy=policy.default).parsebytes(content)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def status_blocks(report: EmailMessage) -> list[Message]:
+    """The delivery-status part's field groups: per message, then per recipient."""
+    part = list(report.iter_parts())[1]
+    blocks = part.get_payload()
+    assert isinstance(blocks, list)
+    return blocks
+
+
+@pytest.fixture
+def report() -> EmailMessage:
+    return parse(build()[0])
+
+
+def test_build_is_a_multipart_report_of_delivery_status(report: EmailMessage) -> None:
+    assert report.get_content_type() == "multipart/report"
+    assert report.get_param("report-type") == "delivery-status"
+
+
+def test_build_has_text_status_and_headers_parts(report: EmailMessage) -> None:
+    assert [p.get_content_type() for p in report.iter_parts()] == [
+        "text/plain",
+        "message/delivery-status",
+        "text/rfc822-headers",
+    ]
+
+
+def test_build_goes_from_the_mailer_daemon_to_the_sender(report: EmailMessage) -> None:
+    assert report["From"] == f"Mail Delivery System <MAILER-DAEMON@{HOSTNAME}>"
+    assert [a.addr_spec for a in report["To"].addresses] == [SENDER]
+    assert report["Auto-Submitted"] == "auto-replied"  # RFC 3834 5.1
+
+
+def test_build_returns_the_message_id_it_wrote() -> None:
+    content, message_id = build()
+    assert parse(content)["Message-ID"] == message_id
+    assert message_id.endswith(f"@{HOSTNAME}>")
+
+
+def test_build_per_message_fields(report: EmailMessage) -> None:
+    per_message = status_blocks(report)[0]
+    assert per_message["Reporting-MTA"] == f"dns; {HOSTNAME}"
+    assert per_message["Arrival-Date"] == "Wed, 01 May 2024 12:00:00 +0000"
+
+
+def test_build_final_recipient_is_the_alias(report: EmailMessage) -> None:
+    per_recipient = status_blocks(report)[1]
+    assert per_recipient["Final-Recipient"] == f"rfc822; {ALIAS}"
+    assert per_recipient["Original-Recipient"] == f"rfc822; {ALIAS}"
+
+
+def test_build_status_action_and_diagnostic(report: EmailMessage) -> None:
+    per_recipient = status_blocks(report)[1]
+    assert per_recipient["Action"] == "failed"
+    assert per_recipient["Status"] == "5.1.1"
+    assert per_recipient["Diagnostic-Code"] == (
+        f"smtp; 550 5.1.1 <{ALIAS}>: Recipient address rejected"
+    )
+
+
+def test_build_never_names_the_destination() -> None:
+    content, _ = build(diagnostic="550 5.1.1 <ME@Inbox.Example>: no mailbox me@inbox.example")
+    assert DESTINATION.encode() not in content.lower()
+
+
+def test_build_text_part_names_the_alias(report: EmailMessage) -> None:
+    text = list(report.iter_parts())[0].get_content()
+    assert f"<{ALIAS}>" in text
+    assert HOSTNAME in text
+
+
+def test_build_includes_the_original_headers_only(report: EmailMessage) -> None:
+    headers = list(report.iter_parts())[2]
+    text = headers.get_payload(decode=True)
+    assert isinstance(text, bytes)
+    assert text.startswith(b"Received: from client.example")
+    assert b"Subject: the order\r\n" in text
+    assert b"Message-ID: <1@sender.example>\r\n" in text
+    assert b"Please send it" not in text
+
+
+def test_build_uses_crlf_line_endings_only() -> None:
+    content, _ = build()
+    assert b"\r\n" in content
+    assert b"\n" not in content.replace(b"\r\n", b"")
+    assert b"\r" not in content.replace(b"\r\n", b"")
+
+
+def test_build_turns_bare_lf_of_the_original_into_crlf() -> None:
+    content, _ = build(original=ORIGINAL.replace(b"\r\n", b"\n"))
+    assert b"\n" not in content.replace(b"\r\n", b"")
+    assert b"Subject: the order\r\n" in content
+
+
+def test_build_keeps_a_multiline_diagnostic_on_one_line() -> None:
+    content, _ = build(diagnostic="550 5.7.1 first line\r\nX-Injected: yes\n\tmore")
+    per_recipient = status_blocks(parse(content))[1]
+    assert per_recipient["X-Injected"] is None
+    assert per_recipient["Diagnostic-Code"] == "smtp; 550 5.7.1 first line X-Injected: yes more"
+
+
+def test_build_expired_delivery_reports_its_status() -> None:
+    content, _ = build(diagnostic="451 4.3.0 try later", status="4.4.7")
+    per_recipient = status_blocks(parse(content))[1]
+    assert per_recipient["Status"] == "4.4.7"
+    assert per_recipient["Action"] == "failed"
+
+
+def test_build_one_group_per_failure() -> None:
+    content, _ = dsn.build(
+        hostname=HOSTNAME,
+        sender=SENDER,
+        original=ORIGINAL,
+        arrival=ARRIVAL,
+        failures=[
+            dsn.Failure(ALIAS, DESTINATION, "5.1.1", "550 5.1.1 unknown"),
+            dsn.Failure("team@example.org", "other@inbox.example", "5.2.2", "552 5.2.2 full"),
+        ],
+        now=NOW,
+    )
+    blocks = status_blocks(parse(content))
+    assert [b["Final-Recipient"] for b in blocks[1:]] == [
+        f"rfc822; {ALIAS}",
+        "rfc822; team@example.org",
+    ]
+    assert b"other@inbox.example" not in content

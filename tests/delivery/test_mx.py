@@ -1,0 +1,140 @@
+"""MX resolution with a fake resolver: order, shuffling, implicit and null MX, DNS errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.delivery.mx import NoRoute, Target, resolve_targets
+from app.delivery.outcome import Result
+from app.resolver import MxRecord
+from tests.fakes import FakeResolver
+
+PORT = 2525
+
+
+def keep_order(hosts: list[str]) -> None:
+    """A shuffle that leaves equal-preference hosts as the resolver listed them."""
+
+
+@pytest.fixture
+def resolver() -> FakeResolver:
+    return FakeResolver(
+        address_records={
+            "mx1.dest.example": ["192.0.2.1"],
+            "mx2.dest.example": ["192.0.2.2"],
+            "mx3.dest.example": ["192.0.2.3"],
+        }
+    )
+
+
+async def test_resolve_targets_follow_preference_order(resolver: FakeResolver) -> None:
+    resolver.mx_records["dest.example"] = [
+        MxRecord(30, "mx3.dest.example"),
+        MxRecord(10, "mx1.dest.example"),
+        MxRecord(20, "mx2.dest.example"),
+    ]
+    targets = await resolve_targets(resolver, "dest.example", PORT, shuffle=keep_order)
+    assert targets == [
+        Target("mx1.dest.example", "192.0.2.1", PORT),
+        Target("mx2.dest.example", "192.0.2.2", PORT),
+        Target("mx3.dest.example", "192.0.2.3", PORT),
+    ]
+
+
+async def test_resolve_targets_shuffle_hosts_of_equal_preference(resolver: FakeResolver) -> None:
+    resolver.mx_records["dest.example"] = [
+        MxRecord(10, "mx1.dest.example"),
+        MxRecord(10, "mx2.dest.example"),
+        MxRecord(20, "mx3.dest.example"),
+    ]
+    shuffled: list[list[str]] = []
+
+    def reverse(hosts: list[str]) -> None:
+        shuffled.append(list(hosts))
+        hosts.reverse()
+
+    targets = await resolve_targets(resolver, "dest.example", PORT, shuffle=reverse)
+    assert [t.host for t in targets] == ["mx2.dest.example", "mx1.dest.example", "mx3.dest.example"]
+    assert ["mx1.dest.example", "mx2.dest.example"] in shuffled
+
+
+async def test_resolve_targets_never_shuffle_across_preferences(resolver: FakeResolver) -> None:
+    resolver.mx_records["dest.example"] = [
+        MxRecord(20, "mx2.dest.example"),
+        MxRecord(10, "mx1.dest.example"),
+    ]
+
+    def reverse(hosts: list[str]) -> None:
+        hosts.reverse()
+
+    targets = await resolve_targets(resolver, "dest.example", PORT, shuffle=reverse)
+    assert [t.host for t in targets] == ["mx1.dest.example", "mx2.dest.example"]
+
+
+async def test_resolve_targets_every_address_of_a_host(resolver: FakeResolver) -> None:
+    resolver.mx_records["dest.example"] = [MxRecord(10, "mx1.dest.example")]
+    resolver.address_records["mx1.dest.example"] = ["192.0.2.1", "2001:db8::1"]
+    targets = await resolve_targets(resolver, "dest.example", PORT, shuffle=keep_order)
+    assert targets == [
+        Target("mx1.dest.example", "192.0.2.1", PORT),
+        Target("mx1.dest.example", "2001:db8::1", PORT),
+    ]
+
+
+async def test_resolve_targets_implicit_mx_is_the_domain_itself() -> None:
+    # RFC 5321 5.1: no MX records, but an address: the domain is its own mail host.
+    resolver = FakeResolver(address_records={"plain.example": ["192.0.2.9"]})
+    targets = await resolve_targets(resolver, "plain.example", PORT, shuffle=keep_order)
+    assert targets == [Target("plain.example", "192.0.2.9", PORT)]
+
+
+async def test_resolve_targets_null_mx_is_a_permanent_no_route() -> None:
+    resolver = FakeResolver(mx_records={"nomail.example": [MxRecord(0, "")]})
+    with pytest.raises(NoRoute) as caught:
+        await resolve_targets(resolver, "nomail.example", PORT, shuffle=keep_order)
+    assert caught.value.outcome.result is Result.PERMANENT
+    assert caught.value.outcome.status == "5.1.10"  # RFC 7505 4.2
+    assert resolver.queries == [("MX", "nomail.example")]  # no A look-up of the root
+
+
+async def test_resolve_targets_nxdomain_is_a_permanent_no_route() -> None:
+    with pytest.raises(NoRoute) as caught:
+        await resolve_targets(FakeResolver(), "nowhere.example", PORT, shuffle=keep_order)
+    assert caught.value.outcome.result is Result.PERMANENT
+    assert caught.value.outcome.status == "5.1.2"
+
+
+async def test_resolve_targets_dns_failure_is_a_temporary_no_route() -> None:
+    resolver = FakeResolver(failing={"dest.example"})
+    with pytest.raises(NoRoute) as caught:
+        await resolve_targets(resolver, "dest.example", PORT, shuffle=keep_order)
+    assert caught.value.outcome.result is Result.TEMPORARY
+    assert caught.value.outcome.status == "4.4.3"
+
+
+async def test_resolve_targets_skip_mx_host_without_address(resolver: FakeResolver) -> None:
+    resolver.mx_records["dest.example"] = [
+        MxRecord(10, "gone.dest.example"),  # NXDOMAIN
+        MxRecord(20, "mx2.dest.example"),
+    ]
+    targets = await resolve_targets(resolver, "dest.example", PORT, shuffle=keep_order)
+    assert targets == [Target("mx2.dest.example", "192.0.2.2", PORT)]
+
+
+async def test_resolve_targets_skip_mx_host_whose_lookup_fails(resolver: FakeResolver) -> None:
+    resolver.mx_records["dest.example"] = [
+        MxRecord(10, "mx1.dest.example"),
+        MxRecord(20, "mx2.dest.example"),
+    ]
+    resolver.failing.add("mx1.dest.example")
+    targets = await resolve_targets(resolver, "dest.example", PORT, shuffle=keep_order)
+    assert targets == [Target("mx2.dest.example", "192.0.2.2", PORT)]
+
+
+async def test_resolve_targets_no_mx_host_with_address_is_temporary() -> None:
+    resolver = FakeResolver(
+        mx_records={"dest.example": [MxRecord(10, "gone.dest.example")]},
+    )
+    with pytest.raises(NoRoute) as caught:
+        await resolve_targets(resolver, "dest.example", PORT, shuffle=keep_order)
+    assert caught.value.outcome.result is Result.TEMPORARY

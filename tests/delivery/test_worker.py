@@ -1,0 +1,640 @@
+"""The delivery worker end to end: queued rows in a real database, a real SMTP sink.
+
+Every test runs on SQLite and on PostgreSQL. The worker's clock and jitter are injected,
+so retry times are exact: with ``jitter=0.5`` the first retry comes 60 s later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import timedelta
+from email import policy
+from email.message import Message as EmailPart
+from email.parser import BytesParser
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.engine import session_scope
+from app.db.models import Activity, Delivery, Message
+from app.delivery.mx import Target
+from app.delivery.worker import DeliveryWorker, WorkerConfig, retry_delay
+from app.resolver import MxRecord
+from app.routing import Decision, MatchKind, Outcome
+from app.routing.srs import Srs
+from app.services import inbound, outbox, queue
+from tests.conftest import HOSTNAME
+from tests.delivery.conftest import Clock
+from tests.delivery.sink import Sink
+from tests.fakes import FakeResolver
+
+SRS_SECRET = "test-srs-secret-0123456789"
+SENDER = "alice@sender.example"
+ALIAS = "shop@example.org"
+DESTINATION = "me@inbox.example"
+LEASE = timedelta(minutes=10)
+CONTENT = (
+    b"Received: from client.example ([192.0.2.1])\r\n"
+    b"\tby mx.mailroute.example (mailroute) with ESMTP id abc123\r\n"
+    b"\tfor <shop@example.org>; Wed, 01 May 2024 12:00:00 +0000\r\n"
+    b"From: Alice <alice@sender.example>\r\n"
+    b"To: shop@example.org\r\n"
+    b"Subject: the order\r\n"
+    b"Message-ID: <1@sender.example>\r\n"
+    b"\r\n"
+    b"Hello\r\n"
+)
+
+Sessionmaker = async_sessionmaker[AsyncSession]
+
+
+def smarthost(sink: Sink) -> WorkerConfig:
+    return WorkerConfig(hostname=HOSTNAME, smarthost=Target("sink", sink.host, sink.port))
+
+
+def make_worker(
+    sessionmaker: Sessionmaker,
+    config: WorkerConfig,
+    clock: Clock,
+    resolver: FakeResolver | None = None,
+) -> DeliveryWorker:
+    return DeliveryWorker(
+        sessionmaker, resolver or FakeResolver(), config, clock=clock, jitter=lambda: 0.5
+    )
+
+
+@pytest.fixture
+def worker(sessionmaker: Sessionmaker, sink: Sink, clock: Clock) -> DeliveryWorker:
+    return make_worker(sessionmaker, smarthost(sink), clock)
+
+
+async def queue_inbound(
+    sessionmaker: Sessionmaker,
+    clock: Clock,
+    *,
+    sender: str = SENDER,
+    alias: str = ALIAS,
+    destinations: tuple[str, ...] = (DESTINATION,),
+    lifetime: timedelta = timedelta(days=5),
+) -> list[int]:
+    """Store CONTENT as the SMTP server does for a forwarding alias; the delivery ids."""
+    decision = Decision(
+        Outcome.FORWARD, "forwarded by test", matched_by=MatchKind.EXACT, destinations=destinations
+    )
+    arrival = inbound.Arrival(
+        queue_id=secrets.token_hex(6),
+        client_ip="192.0.2.1",
+        helo="client.example",
+        mail_from=sender,
+        content=CONTENT,
+        message_id="<1@sender.example>",
+    )
+    async with session_scope(sessionmaker) as session:
+        stored = await inbound.store(
+            session,
+            arrival,
+            [inbound.Accepted(alias, decision)],
+            srs=Srs(SRS_SECRET, HOSTNAME),
+            queue_lifetime=lifetime,
+            now=clock(),
+        )
+    return [d.id for d in stored.deliveries]
+
+
+async def all_deliveries(sessionmaker: Sessionmaker) -> list[Delivery]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+async def waiting(sessionmaker: Sessionmaker) -> list[Delivery]:
+    async with sessionmaker() as session:
+        return await queue.list_waiting(session)
+
+
+async def all_messages(sessionmaker: Sessionmaker) -> list[Message]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(Message).order_by(Message.id)))
+
+
+async def activity_log(sessionmaker: Sessionmaker) -> list[Activity]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(Activity).order_by(Activity.id)))
+
+
+async def dsn_messages(sessionmaker: Sessionmaker) -> list[Message]:
+    return [m for m in await all_messages(sessionmaker) if m.kind == "dsn"]
+
+
+def per_recipient_status(content: bytes) -> EmailPart:
+    report = BytesParser(policy=policy.default).parsebytes(content)
+    status_part = [p for p in report.walk() if p.get_content_type() == "message/delivery-status"]
+    blocks = status_part[0].get_payload()
+    assert isinstance(blocks, list)
+    return blocks[1]
+
+
+# Delivered
+
+
+async def test_worker_delivers_to_the_sink(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    assert await worker.run_once() == 1
+    assert [(r.rcpt_tos, r.content) for r in sink.received] == [([DESTINATION], CONTENT)]
+
+
+async def test_worker_sends_with_the_srs_sender(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    await worker.run_once()
+    mail_from = sink.received[0].mail_from
+    assert mail_from.startswith("SRS0=")
+    assert mail_from.endswith(f"=sender.example=alice@{HOSTNAME}")
+
+
+async def test_worker_delivered_leaves_the_queue(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    await worker.run_once()
+    assert await waiting(sessionmaker) == []
+    assert await worker.run_once() == 0
+
+
+async def test_worker_delivered_message_is_deleted(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    await worker.run_once()
+    assert await all_messages(sessionmaker) == []
+    assert await all_deliveries(sessionmaker) == []
+
+
+async def test_worker_delivered_logs_forwarded_with_remote_and_reply(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    await worker.run_once()
+    [row] = await activity_log(sessionmaker)
+    assert (row.status, row.action, row.address, row.destination) == (
+        "forwarded",
+        "forward",
+        ALIAS,
+        DESTINATION,
+    )
+    assert row.remote_host == "sink[127.0.0.1]"
+    assert row.reply == "250 2.0.0 OK: queued as 1"
+    assert row.mail_from == SENDER
+    assert row.at == clock()
+
+
+async def test_worker_delivers_to_the_mx_of_the_domain(
+    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    resolver = FakeResolver(
+        mx_records={"inbox.example": [MxRecord(10, "mx.inbox.example")]},
+        address_records={"mx.inbox.example": ["127.0.0.1"]},
+    )
+    config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port)
+    worker = make_worker(sessionmaker, config, clock, resolver)
+    await queue_inbound(sessionmaker, clock)
+    await worker.run_once()
+    assert len(sink.received) == 1
+    [row] = await activity_log(sessionmaker)
+    assert row.remote_host == "mx.inbox.example[127.0.0.1]"
+
+
+async def test_worker_tries_the_next_mx_when_one_is_down(
+    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    # 127.0.0.2 is loopback too, but nothing listens there on the sink's port.
+    resolver = FakeResolver(
+        mx_records={
+            "inbox.example": [MxRecord(10, "down.inbox.example"), MxRecord(20, "mx.inbox.example")]
+        },
+        address_records={"down.inbox.example": ["127.0.0.2"], "mx.inbox.example": ["127.0.0.1"]},
+    )
+    config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port)
+    worker = make_worker(sessionmaker, config, clock, resolver)
+    await queue_inbound(sessionmaker, clock)
+    await worker.run_once()
+    assert len(sink.received) == 1
+
+
+async def test_worker_uses_one_connection_per_domain(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock, destinations=(DESTINATION, "other@inbox.example"))
+    assert await worker.run_once() == 2
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == [DESTINATION, "other@inbox.example"]
+    assert len({r.peer for r in sink.received}) == 1
+
+
+# Deferred
+
+
+async def test_worker_temporary_failure_defers_a_minute(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("451 4.3.0 try later")
+    await worker.run_once()
+    [delivery] = await all_deliveries(sessionmaker)
+    assert (delivery.status, delivery.attempts) == ("queued", 1)
+    assert delivery.next_attempt_at == clock() + timedelta(seconds=60)
+    assert delivery.last_reply == "451 4.3.0 try later"
+    assert delivery.claimed_by is None
+
+
+async def test_worker_deferred_logs_deferred(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("451 4.3.0 try later")
+    await worker.run_once()
+    [row] = await activity_log(sessionmaker)
+    assert (row.status, row.reply, row.remote_host) == (
+        "deferred",
+        "451 4.3.0 try later",
+        "sink[127.0.0.1]",
+    )
+
+
+async def test_worker_deferred_is_not_retried_before_its_time(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("451 4.3.0 try later")
+    await worker.run_once()
+    clock.advance(timedelta(seconds=59))
+    assert await worker.run_once() == 0
+    assert sink.received == []
+
+
+async def test_worker_destination_down_then_back_delivers(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.stop()
+    await worker.run_once()
+    [delivery] = await all_deliveries(sessionmaker)
+    assert (delivery.status, delivery.attempts) == ("queued", 1)
+    sink.start()
+    clock.advance(timedelta(seconds=61))
+    assert await worker.run_once() == 1
+    assert [r.rcpt_tos for r in sink.received] == [[DESTINATION]]
+    assert [row.status for row in await activity_log(sessionmaker)] == ["deferred", "forwarded"]
+
+
+async def test_worker_dns_failure_defers(sessionmaker: Sessionmaker, clock: Clock) -> None:
+    resolver = FakeResolver(failing={"inbox.example"})
+    worker = make_worker(sessionmaker, WorkerConfig(hostname=HOSTNAME), clock, resolver)
+    await queue_inbound(sessionmaker, clock)
+    await worker.run_once()
+    [delivery] = await all_deliveries(sessionmaker)
+    assert (delivery.status, delivery.attempts) == ("queued", 1)
+
+
+async def test_worker_second_deferral_waits_twice_as_long(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("451 4.3.0 try later", times=2)
+    await worker.run_once()
+    clock.advance(timedelta(seconds=60))
+    await worker.run_once()
+    [delivery] = await all_deliveries(sessionmaker)
+    assert delivery.attempts == 2
+    assert delivery.next_attempt_at == clock() + timedelta(seconds=120)
+
+
+# Bounced
+
+
+async def test_worker_permanent_failure_logs_bounced(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("550 5.1.1 no such user")
+    await worker.run_once()
+    [row] = await activity_log(sessionmaker)
+    assert (row.status, row.reply, row.address) == ("bounced", "550 5.1.1 no such user", ALIAS)
+
+
+async def test_worker_permanent_failure_leaves_the_queue(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("550 5.1.1 no such user")
+    await worker.run_once()
+    assert [d.recipient for d in await waiting(sessionmaker)] == [SENDER]  # only the DSN
+
+
+async def test_worker_permanent_failure_queues_a_dsn_to_the_sender(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("550 5.1.1 no such user")
+    await worker.run_once()
+    [bounce] = await dsn_messages(sessionmaker)
+    assert bounce.mail_from == ""
+    [delivery] = await waiting(sessionmaker)
+    assert (delivery.message_id, delivery.mail_from, delivery.recipient) == (bounce.id, "", SENDER)
+
+
+async def test_worker_dsn_names_the_alias_and_hides_the_destination(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt(f"550 5.1.1 <{DESTINATION}>: no such user")
+    await worker.run_once()
+    [bounce] = await dsn_messages(sessionmaker)
+    status = per_recipient_status(bounce.content)
+    assert status["Final-Recipient"] == f"rfc822; {ALIAS}"
+    assert status["Status"] == "5.1.1"
+    assert status["Diagnostic-Code"] == f"smtp; 550 5.1.1 <{ALIAS}>: no such user"
+    assert DESTINATION.encode() not in bounce.content
+
+
+async def test_worker_dsn_is_sent_from_the_null_sender(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("550 5.1.1 no such user")
+    await worker.run_once()
+    clock.advance(timedelta(minutes=1))  # the outbox stamps the DSN with the real time
+    assert await worker.run_once() == 1
+    assert [(r.mail_from, r.rcpt_tos) for r in sink.received] == [("<>", [SENDER])]
+
+
+async def test_worker_failed_dsn_gets_no_dsn(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("550 5.1.1 no such user", times=2)
+    await worker.run_once()
+    clock.advance(timedelta(minutes=1))
+    await worker.run_once()  # the DSN, refused in turn
+    assert await waiting(sessionmaker) == []
+    assert [row.status for row in await activity_log(sessionmaker)] == ["bounced", "bounced"]
+
+
+async def test_worker_null_sender_gets_no_dsn(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock, sender="")
+    sink.refuse_rcpt("550 5.1.1 no such user")
+    await worker.run_once()
+    assert await dsn_messages(sessionmaker) == []
+    assert await waiting(sessionmaker) == []
+
+
+async def test_worker_failed_message_without_dsn_is_deleted(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock, sender="")
+    sink.refuse_rcpt("550 5.1.1 no such user")
+    await worker.run_once()
+    assert await all_messages(sessionmaker) == []
+
+
+async def test_worker_nonexistent_domain_bounces(sessionmaker: Sessionmaker, clock: Clock) -> None:
+    worker = make_worker(sessionmaker, WorkerConfig(hostname=HOSTNAME), clock, FakeResolver())
+    await queue_inbound(sessionmaker, clock)
+    await worker.run_once()
+    [row] = await activity_log(sessionmaker)
+    assert row.status == "bounced"
+
+
+async def expire_after_a_deferral(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    """Deferred once, then failing again when the 5 minutes of queue lifetime are over."""
+    await queue_inbound(sessionmaker, clock, lifetime=timedelta(minutes=5))
+    sink.refuse_rcpt("451 4.3.0 try later", times=2)
+    await worker.run_once()
+    clock.advance(timedelta(minutes=10))
+    await worker.run_once()
+
+
+async def test_worker_dsn_does_not_reveal_the_destination_domain(
+    sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    # dsn.py: "a bounce must not reveal where a disposable address leads"; the
+    # destination's domain names the inbox's provider, or the owner for their own domain.
+    worker = make_worker(sessionmaker, WorkerConfig(hostname=HOSTNAME), clock, FakeResolver())
+    await queue_inbound(sessionmaker, clock, destinations=("me@private-owner.example",))
+    await worker.run_once()
+    [bounce] = await dsn_messages(sessionmaker)
+    assert b"private-owner.example" not in bounce.content.lower()
+
+
+async def test_worker_expired_temporary_failure_bounces(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await expire_after_a_deferral(worker, sessionmaker, sink, clock)
+    assert [row.status for row in await activity_log(sessionmaker)] == ["deferred", "bounced"]
+    assert [d.recipient for d in await waiting(sessionmaker)] == [SENDER]  # only the DSN
+
+
+async def test_worker_expired_temporary_failure_reports_4_4_7(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await expire_after_a_deferral(worker, sessionmaker, sink, clock)
+    [bounce] = await dsn_messages(sessionmaker)
+    status = per_recipient_status(bounce.content)
+    assert status["Status"] == "4.4.7"  # RFC 3463: delivery time expired
+    assert status["Action"] == "failed"
+    assert status["Diagnostic-Code"] == "smtp; 451 4.3.0 try later"
+
+
+async def test_worker_run_delivers_when_woken(
+    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    config = WorkerConfig(
+        hostname=HOSTNAME, smarthost=Target("sink", sink.host, sink.port), poll_interval=60
+    )
+    worker = make_worker(sessionmaker, config, clock)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.sleep(0.2)  # the first, empty, round; now it waits to be woken
+        await queue_inbound(sessionmaker, clock)
+        worker.wake()
+        received = await asyncio.to_thread(sink.wait_for, 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert [r.rcpt_tos for r in received] == [[DESTINATION]]
+
+
+# Retry delays
+
+
+def test_retry_delay_first_is_a_minute() -> None:
+    assert retry_delay(1, 0.5) == 60.0
+
+
+def test_retry_delay_doubles_each_attempt() -> None:
+    assert [retry_delay(n, 0.5) for n in (1, 2, 3, 4)] == [60.0, 120.0, 240.0, 480.0]
+
+
+def test_retry_delay_caps_at_an_hour() -> None:
+    assert retry_delay(7, 0.5) == 3600.0
+    assert retry_delay(50, 0.5) == 3600.0
+
+
+def test_retry_delay_jitter_is_plus_or_minus_20_percent() -> None:
+    assert retry_delay(50, 0.0) == pytest.approx(3600.0 * 0.8)
+    assert retry_delay(50, 1.0) == pytest.approx(3600.0 * 1.2)
+    assert retry_delay(1, 0.0) == pytest.approx(48.0)
+
+
+# Claims
+
+
+async def claim_due(sessionmaker: Sessionmaker, worker: str, clock: Clock) -> list[int]:
+    async with session_scope(sessionmaker) as session:
+        claimed = await queue.claim_due(session, worker, clock(), limit=100, lease=LEASE)
+    return [d.id for d in claimed]
+
+
+async def test_claim_due_takes_due_deliveries(sessionmaker: Sessionmaker, clock: Clock) -> None:
+    ids = await queue_inbound(sessionmaker, clock)
+    assert await claim_due(sessionmaker, "worker-a", clock) == ids
+    [delivery] = await all_deliveries(sessionmaker)
+    assert (delivery.status, delivery.claimed_by) == ("delivering", "worker-a")
+    assert delivery.claimed_until == clock() + LEASE
+
+
+async def test_claim_due_skips_claimed_within_lease(
+    sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    await claim_due(sessionmaker, "worker-a", clock)
+    clock.advance(LEASE - timedelta(seconds=1))
+    assert await claim_due(sessionmaker, "worker-b", clock) == []
+
+
+async def test_claim_due_retakes_claim_after_lease(
+    sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    ids = await queue_inbound(sessionmaker, clock)
+    await claim_due(sessionmaker, "worker-a", clock)
+    clock.advance(LEASE + timedelta(seconds=1))
+    assert await claim_due(sessionmaker, "worker-b", clock) == ids
+    [delivery] = await all_deliveries(sessionmaker)
+    assert delivery.claimed_by == "worker-b"
+
+
+async def test_claim_due_skips_deliveries_not_yet_due(
+    sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    clock.advance(timedelta(seconds=-1))
+    assert await claim_due(sessionmaker, "worker-a", clock) == []
+
+
+async def test_claim_due_respects_the_limit(sessionmaker: Sessionmaker, clock: Clock) -> None:
+    await queue_inbound(sessionmaker, clock, destinations=("a@inbox.example", "b@inbox.example"))
+    async with session_scope(sessionmaker) as session:
+        claimed = await queue.claim_due(session, "worker-a", clock(), limit=1, lease=LEASE)
+    assert len(claimed) == 1
+
+
+async def test_worker_delivers_a_claim_whose_lease_lapsed(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    await claim_due(sessionmaker, "crashed-worker", clock)
+    assert await worker.run_once() == 0
+    clock.advance(LEASE + timedelta(seconds=1))
+    assert await worker.run_once() == 1
+    assert len(sink.received) == 1
+
+
+async def test_release_claims_puts_claims_back(sessionmaker: Sessionmaker, clock: Clock) -> None:
+    ids = await queue_inbound(sessionmaker, clock)
+    await claim_due(sessionmaker, "worker-a", clock)
+    async with session_scope(sessionmaker) as session:
+        assert await queue.release_claims(session) == 1
+    [delivery] = await all_deliveries(sessionmaker)
+    assert (delivery.status, delivery.claimed_by, delivery.claimed_until) == ("queued", None, None)
+    assert await claim_due(sessionmaker, "worker-b", clock) == ids
+
+
+async def test_release_claims_leaves_finished_deliveries(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_inbound(sessionmaker, clock)
+    sink.refuse_rcpt("451 4.3.0 try later")
+    await worker.run_once()  # deferred: queued, not claimed
+    async with session_scope(sessionmaker) as session:
+        assert await queue.release_claims(session) == 0
+
+
+async def queue_outbox(sessionmaker: Sessionmaker, count: int) -> set[int]:
+    recipients = [f"user{n}@inbox.example" for n in range(count)]
+    async with session_scope(sessionmaker) as session:
+        await outbox.enqueue_raw(
+            session,
+            CONTENT,
+            kind="verification",
+            mail_from=f"verify@{HOSTNAME}",
+            recipients=recipients,
+            message_id="<v@mx.mailroute.example>",
+        )
+    async with sessionmaker() as session:
+        return set(await session.scalars(select(Delivery.id)))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_claim_due_skips_rows_locked_by_another_claim(
+    sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    ids = await queue_outbox(sessionmaker, 4)
+    clock.advance(timedelta(seconds=1))
+    async with sessionmaker() as first, first.begin():
+        mine = await queue.claim_due(first, "worker-a", clock(), limit=2, lease=LEASE)
+        async with sessionmaker() as second, second.begin():
+            # Without SKIP LOCKED this would wait for the first transaction forever.
+            theirs = await asyncio.wait_for(
+                queue.claim_due(second, "worker-b", clock(), limit=100, lease=LEASE), 10
+            )
+    assert len(mine) == 2
+    assert {d.id for d in mine} | {d.id for d in theirs} == ids
+    assert not {d.id for d in mine} & {d.id for d in theirs}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_claim_due_concurrent_claims_are_disjoint(
+    sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    ids = await queue_outbox(sessionmaker, 6)
+    clock.advance(timedelta(seconds=1))
+
+    async def claim(worker: str) -> set[int]:
+        async with session_scope(sessionmaker) as session:
+            claimed = await queue.claim_due(session, worker, clock(), limit=3, lease=LEASE)
+        return {d.id for d in claimed}
+
+    first, second = await asyncio.wait_for(asyncio.gather(claim("worker-a"), claim("worker-b")), 10)
+    assert not first & second
+    assert first | second == ids
+
+
+async def test_outbox_delivery_does_not_bounce(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    await queue_outbox(sessionmaker, 1)
+    clock.advance(timedelta(seconds=1))
+    sink.refuse_rcpt("550 5.1.1 no such user")
+    await worker.run_once()
+    assert await dsn_messages(sessionmaker) == []
+    assert await waiting(sessionmaker) == []
