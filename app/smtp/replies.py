@@ -1,10 +1,12 @@
 """Every reply the server chooses itself, a named constant with its code in the name.
 
+aiosmtpd's own replies (syntax errors, 552 for a message over the size limit, ...) get
+their enhanced status code added in app.smtp.protocol.
+
 Enhanced status codes are RFC 3463 (and RFC 5248's registry); each reply says which
 situation of RFC 5321 it answers.
 """
 
-S250_OK = "250 2.0.0 OK"
 S250_SENDER_OK = "250 2.1.0 Sender OK"
 S250_RECIPIENT_OK = "250 2.1.5 Recipient OK"
 S250_QUEUED = "250 2.0.0 Message accepted for delivery, queue id {queue_id}"
@@ -18,14 +20,10 @@ S550_BAD_SRS = (
     "550 5.1.1 <{address}>: Recipient address rejected: invalid or expired bounce address"
 )
 S501_BAD_ADDRESS = "501 5.1.3 Bad recipient address syntax"
-S501_BAD_SENDER = "501 5.1.7 Bad sender address syntax"
 # RFC 5321 4.5.3.1.8: at least 100 recipients must be buffered; more get a 452.
 S452_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 # Never a 5xx and never an accept when we cannot decide: the client will retry.
 S451_TEMPORARY_FAILURE = "451 4.3.0 Temporary local problem; please try again later"
 S452_STORAGE = "452 4.3.1 Insufficient system storage; please try again later"
-S552_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 # RFC 5321 6.3: a loop shows as too many Received: headers.
 S554_LOOP = "554 5.4.6 Too many Received: headers, mail loop detected"
-S554_NO_VALID_RECIPIENTS = "554 5.5.1 No valid recipients"
-S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"

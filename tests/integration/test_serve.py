@@ -1,0 +1,164 @@
+"""`mailroute serve` as an operator runs it: a real process configured by the `mailroute`
+command, mail sent with swaks, relayed through dnsmasq's MX to Postfix, and SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import HOSTNAME
+from tests.integration.conftest import CLIENT_NAME, message, stored
+from tests.peers.dnsmasq import Dnsmasq
+from tests.peers.postfix import Postfix
+from tests.peers.processes import greeting
+from tests.peers.tools import free_port, require_tool
+
+pytestmark = [pytest.mark.postfix, pytest.mark.dnsmasq]
+
+MAILROUTE = Path(sys.executable).with_name("mailroute")
+START_TIMEOUT = 60.0  # migrations and imports on a loaded machine
+STOP_TIMEOUT = 30.0
+SENDER = "alice@sender.example"
+
+
+class Service:
+    """The environment of one mailroute installation, and its `serve` process."""
+
+    def __init__(self, directory: Path, dnsmasq: Dnsmasq) -> None:
+        self.directory = directory
+        self.smtp_port = free_port()
+        self.api_port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MAILROUTE_")}
+        self.env |= {
+            "MAILROUTE_DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'mailroute.db'}",
+            "MAILROUTE_SMTP_PORT": str(self.smtp_port),
+            "MAILROUTE_API_PORT": str(self.api_port),
+            "MAILROUTE_DNS_NAMESERVERS": f"{dnsmasq.host}:{dnsmasq.port}",
+            "MAILROUTE_HOSTNAME": HOSTNAME,
+            "MAILROUTE_DELIVERY_PORT": "25",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "serve.log"
+
+    def run(self, *args: str) -> str:
+        """A management command; its standard output."""
+        result = subprocess.run(
+            [str(MAILROUTE), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.directory,
+            timeout=60,
+        )
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result.stdout
+
+    def serve(self) -> None:
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(MAILROUTE), "serve"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.directory,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (self._api_answers() and greeting("127.0.0.1", self.smtp_port)):
+            assert self.process.poll() is None, f"serve exited:\n{self.log.read_text()}"
+            assert time.monotonic() < deadline, f"serve not up:\n{self.log.read_text()}"
+            time.sleep(0.1)
+
+    def _api_answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        """Whatever a failed test left running, gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+
+
+@pytest.fixture
+def service(tmp_path: Path, dnsmasq: Dnsmasq) -> Iterator[Service]:
+    service = Service(tmp_path, dnsmasq)
+    yield service
+    service.kill()
+
+
+def forwarded(service: Service, token: str, alias: str) -> list[dict[str, object]]:
+    """The API's activity rows for ``alias`` with status forwarded, polled briefly: the
+    worker records its outcome once the destination's reply is in."""
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.get(
+            f"{service.api_url}/v1/activity",
+            params={"address": alias, "status": "forwarded"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        items: list[dict[str, object]] = response.json()["items"]
+        if items or time.monotonic() > deadline:
+            return items
+        time.sleep(0.1)
+
+
+def test_serve_forwards_mail_end_to_end_and_stops_on_sigterm(
+    service: Service, postfix: Postfix, tmp_path: Path
+) -> None:
+    destination = postfix.mailbox("served")
+    alias = "shop@example.org"
+    service.run("migrate")
+    service.run("domain", "add", "example.org")
+    service.run("destination", "add", destination, "--verified")
+    service.run("alias", "add", "example.org", "shop", "--to", destination)
+    token = service.run("token", "create", "--name", "integration").strip().splitlines()[-1]
+    sent = message(SENDER, alias, "Through the real service")
+    (tmp_path / "message.eml").write_bytes(sent.removesuffix(b"\r\n"))  # swaks adds it back
+    service.serve()
+
+    swaks = subprocess.run(
+        [
+            require_tool("swaks", "swaks"),
+            *("--server", "127.0.0.1", "--port", str(service.smtp_port), "--helo", CLIENT_NAME),
+            *("--from", SENDER, "--to", alias, "--data", f"@{tmp_path / 'message.eml'}"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert swaks.returncode == 0, swaks.stdout
+    [delivered] = postfix.wait_for(destination)
+    assert delivered.endswith(stored(sent))
+    [row] = forwarded(service, token, alias)
+    assert (row["destination"], row["remote_host"]) == (
+        destination,
+        f"{postfix.settings.hostname}[{postfix.host}]",
+    )
+    assert str(row["reply"]).startswith("250 2.0.0 Ok: queued as ")
+    assert service.stop() == 0, service.log.read_text()
