@@ -24,18 +24,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.engine import session_scope
 from app.db.models import Delivery
 from app.db.types import utcnow
-from app.delivery import dsn
+from app.delivery.inline import InlineResult
+from app.delivery.ledger import Ledger, retry_delay
 from app.delivery.mx import NoRoute, Target, resolve_targets
 from app.delivery.outcome import Outcome, Result
 from app.delivery.relay import ConnectFailed, RelayConfig, connect
 from app.resolver import Resolver
-from app.services import activity, outbox, queue
+from app.services import queue
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY = 60.0  # seconds; doubles each attempt
-MAX_RETRY = 3600.0
 PARALLEL_DOMAINS = 20
+__all__ = ["DeliveryWorker", "InlineResult", "WorkerConfig", "retry_delay"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,37 +47,6 @@ class WorkerConfig:
     batch_size: int = 100
     lease: timedelta = timedelta(minutes=10)
     poll_interval: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class InlineResult:
-    """What the in-session attempt means for the SMTP client's answer."""
-
-    delivered: bool = False  # every destination took it
-    refusal: Outcome | None = None  # every destination refused it for good: this reply
-    refused_for: str | None = None  # the recipient the client used
-    hidden_destination: str | None = None  # where it was forwarded: kept out of the reply
-
-    def refusal_reply(self) -> str | None:
-        """The refusal as an SMTP reply for the client, the destination replaced by the
-        address the client used (a disposable alias must not leak its inbox)."""
-        if self.refusal is None or self.refused_for is None:
-            return None
-        code = self.refusal.reply[:3] if self.refusal.reply[:1] == "5" else "550"
-        text = dsn.hide_destination(
-            self.refusal.reply[4:], self.hidden_destination or "", self.refused_for
-        )
-        text = text.removeprefix(self.refusal.status or "").strip()
-        text = "".join(c if " " <= c <= "~" else "?" for c in text)[:400]
-        status = self.refusal.status or "5.0.0"
-        return f"{code} {status} <{self.refused_for}>: forwarding refused: {text}"
-
-
-def retry_delay(attempts: int, jitter: float) -> float:
-    """Exponential backoff from about a minute, capped at an hour, with +-20% jitter so
-    that deliveries deferred together do not come back together."""
-    base: float = min(MAX_RETRY, FIRST_RETRY * 2.0 ** max(0, attempts - 1))
-    return base * (0.8 + 0.4 * jitter)
 
 
 class DeliveryWorker:
@@ -95,7 +64,7 @@ class DeliveryWorker:
         self.config = config
         self.relay = config.relay or RelayConfig(local_hostname=config.hostname)
         self.clock = clock
-        self.jitter = jitter
+        self.ledger = Ledger(sessionmaker, config.hostname, clock, jitter)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._background: set[asyncio.Future[Any]] = set()
@@ -156,7 +125,7 @@ class DeliveryWorker:
             return InlineResult()
         outcomes, failed = attempt.result()
         refused = bool(failed) and len(failed) == len(claimed)
-        await self._settle_later(claimed, failed, outcomes, bounce=not refused)
+        await self.ledger.settle(claimed, failed, outcomes, bounce=not refused)
         if refused:
             first = failed[0]
             return InlineResult(
@@ -170,7 +139,7 @@ class DeliveryWorker:
         self, claimed: list[Delivery]
     ) -> tuple[dict[int, Outcome], list[Delivery]]:
         outcomes = await self._send(claimed)
-        return outcomes, await self._record(claimed, outcomes, settle=False)
+        return outcomes, await self.ledger.record(claimed, outcomes, settle=False)
 
     def _settle_in_background(self, attempt: asyncio.Future[Any]) -> None:
         self._background.discard(attempt)
@@ -180,28 +149,14 @@ class DeliveryWorker:
         outcomes, failed = attempt.result()
         if failed:
             claimed = failed  # the delivered and deferred ones are already recorded
-            task = asyncio.ensure_future(self._settle_later(claimed, failed, outcomes, bounce=True))
+            task = asyncio.ensure_future(self.ledger.settle(claimed, failed, outcomes, bounce=True))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-
-    async def _settle_later(
-        self,
-        claimed: list[Delivery],
-        failed: list[Delivery],
-        outcomes: dict[int, Outcome],
-        *,
-        bounce: bool,
-    ) -> None:
-        async with session_scope(self.sessionmaker) as session:
-            for delivery in failed:
-                session.add(delivery)
-            await self._settle(session, failed, outcomes, bounce=bounce, now=self.clock())
-            await queue.drop_finished_messages(session, {d.message_id for d in claimed})
 
     async def deliver(self, claimed: list[Delivery]) -> dict[int, Outcome]:
         """Send the claimed deliveries, then record and settle every outcome."""
         outcomes = await self._send(claimed)
-        await self._record(claimed, outcomes)
+        await self.ledger.record(claimed, outcomes)
         return outcomes
 
     async def _send(self, claimed: list[Delivery]) -> dict[int, Outcome]:
@@ -245,109 +200,3 @@ class DeliveryWorker:
             finally:
                 await connection.close()
         return {d.id: failure for d in items}
-
-    async def _record(
-        self, claimed: list[Delivery], outcomes: dict[int, Outcome], *, settle: bool = True
-    ) -> list[Delivery]:
-        """Record each outcome; the permanent failures are returned and, unless ``settle``
-        is False (the in-session attempt decides later), bounced at once."""
-        now = self.clock()
-        failed: list[Delivery] = []
-        async with session_scope(self.sessionmaker) as session:
-            for delivery in claimed:
-                session.add(delivery)  # detached after the claim's session closed
-                if not self._record_one(session, delivery, outcomes[delivery.id], now):
-                    failed.append(delivery)
-            if settle or not failed:
-                await self._settle(session, failed, outcomes, bounce=True, now=now)
-                await queue.drop_finished_messages(session, {d.message_id for d in claimed})
-        return failed
-
-    def _record_one(
-        self, session: AsyncSession, delivery: Delivery, outcome: Outcome, now: datetime
-    ) -> bool:
-        """Delivered or deferred: recorded, True. Failed for good: marked, False."""
-        if outcome.delivered:
-            queue.finish(
-                delivery, queue.DELIVERED, remote=outcome.remote, reply=outcome.reply, now=now
-            )
-            self._log(session, delivery, outcome, activity.FORWARDED, now)
-            return True
-        if not outcome.permanent and now < delivery.expires_at:
-            # The last retry falls on the expiry itself, not an hour before it.
-            delay = timedelta(seconds=retry_delay(delivery.attempts + 1, self.jitter()))
-            retry_at = min(now + delay, delivery.expires_at)
-            queue.defer(
-                delivery, remote=outcome.remote, reply=outcome.reply, retry_at=retry_at, now=now
-            )
-            self._log(session, delivery, outcome, activity.DEFERRED, now)
-            return True
-        queue.finish(delivery, queue.FAILED, remote=outcome.remote, reply=outcome.reply, now=now)
-        return False
-
-    async def _settle(
-        self,
-        session: AsyncSession,
-        failed: list[Delivery],
-        outcomes: dict[int, Outcome],
-        *,
-        bounce: bool,
-        now: datetime,
-    ) -> None:
-        """Log the permanent failures and, with ``bounce``, send their DSNs. Without
-        ``bounce`` the sender was refused in session: no DSN, no backscatter."""
-        for delivery in failed:
-            outcome = outcomes[delivery.id]
-            self._log(
-                session, delivery, outcome, activity.BOUNCED if bounce else activity.REJECTED, now
-            )
-            if bounce:
-                await self._bounce(session, delivery, outcome, now)
-
-    @staticmethod
-    def _log(
-        session: AsyncSession, delivery: Delivery, outcome: Outcome, status: str, now: datetime
-    ) -> None:
-        message = delivery.message
-        activity.record(
-            session,
-            activity.Envelope(
-                message.client_ip, message.mail_from, message.message_id, message.size, message.id
-            ),
-            status=status,
-            address=delivery.original_rcpt,
-            action="forward",
-            destination=delivery.recipient,
-            remote_host=outcome.remote,
-            reply=outcome.reply,
-            at=now,
-        )
-
-    async def _bounce(
-        self, session: AsyncSession, delivery: Delivery, outcome: Outcome, now: datetime
-    ) -> None:
-        """A DSN to the original sender; never one about a DSN or a bounce (RFC 3464 2)."""
-        message = delivery.message
-        if message.kind != "inbound" or not message.mail_from or not delivery.mail_from:
-            return
-        # A temporary failure only bounces when the queue lifetime ran out (RFC 3463 4.4.7).
-        status = (outcome.status or "5.0.0") if outcome.permanent else "4.4.7"
-        content, message_id = dsn.build(
-            hostname=self.config.hostname,
-            sender=message.mail_from,
-            original=message.content,
-            arrival=message.created_at,
-            failures=[
-                dsn.Failure(delivery.original_rcpt, delivery.recipient, status, outcome.reply)
-            ],
-            now=now,
-        )
-        await outbox.enqueue_raw(
-            session,
-            content,
-            kind="dsn",
-            mail_from="",
-            recipients=[message.mail_from],
-            message_id=message_id,
-            now=now,
-        )

@@ -49,17 +49,34 @@ class Dnsmasq:
         args += [f"--host-record={n},{ip}" for n, ip in self.zone.hosts]
         return args
 
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+    def start(self, attempts: int = 5) -> None:
+        """Start on a free port; dnsmasq also listens on TCP, where the UDP-free port we
+        picked may be taken, so a port clash is retried on another port."""
+        for _ in range(attempts):
+            error = self._start_once()
+            if error is None:
+                return
+            if b"Address already in use" not in error:
+                raise RuntimeError(f"dnsmasq exited: {error!r}")
+            self.port = free_port(self.host, socket.SOCK_DGRAM)
+        raise RuntimeError(f"dnsmasq found no free port in {attempts} attempts")
+
+    def _start_once(self) -> bytes | None:
+        process = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert process.stderr is not None
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"dnsmasq exited: {self._process.stderr.read()!r}")  # type: ignore[union-attr]
+            if process.poll() is not None:
+                error = process.stderr.read()
+                process.stderr.close()
+                return error
             if self._answers():
-                return
+                self._process = process
+                return None
             time.sleep(0.05)
+        process.kill()
+        process.wait()
+        process.stderr.close()
         raise RuntimeError("dnsmasq did not answer within 10 s")
 
     def _answers(self) -> bool:

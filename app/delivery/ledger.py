@@ -1,0 +1,163 @@
+"""What each delivery attempt means for the queue, the activity log and the sender.
+
+Delivered: done. A temporary failure: retried later, with backoff, until the queue
+lifetime runs out. A permanent failure (or the lifetime gone): failed, logged, and the
+original sender told with a DSN, unless the sender was refused in session instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.engine import session_scope
+from app.db.models import Delivery
+from app.delivery import dsn
+from app.delivery.outcome import Outcome
+from app.services import activity, outbox, queue
+
+FIRST_RETRY = 60.0  # seconds; doubles each attempt
+MAX_RETRY = 3600.0
+
+
+def retry_delay(attempts: int, jitter: float) -> float:
+    """Exponential backoff from about a minute, capped at an hour, with +-20% jitter so
+    that deliveries deferred together do not come back together."""
+    base: float = min(MAX_RETRY, FIRST_RETRY * 2.0 ** max(0, attempts - 1))
+    return base * (0.8 + 0.4 * jitter)
+
+
+class Ledger:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        hostname: str,
+        clock: Callable[[], datetime],
+        jitter: Callable[[], float],
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.hostname = hostname
+        self.clock = clock
+        self.jitter = jitter
+
+    async def record(
+        self, claimed: list[Delivery], outcomes: dict[int, Outcome], *, settle: bool = True
+    ) -> list[Delivery]:
+        """Record each outcome; the permanent failures are returned and, unless ``settle``
+        is False (the in-session attempt decides later), bounced at once."""
+        now = self.clock()
+        failed: list[Delivery] = []
+        async with session_scope(self.sessionmaker) as session:
+            for delivery in claimed:
+                session.add(delivery)  # detached after the claim's session closed
+                if not self._record_one(session, delivery, outcomes[delivery.id], now):
+                    failed.append(delivery)
+            if settle or not failed:
+                await self._settle_failures(session, failed, outcomes, bounce=True, now=now)
+                await queue.drop_finished_messages(session, {d.message_id for d in claimed})
+        return failed
+
+    def _record_one(
+        self, session: AsyncSession, delivery: Delivery, outcome: Outcome, now: datetime
+    ) -> bool:
+        """Delivered or deferred: recorded, True. Failed for good: marked, False."""
+        if outcome.delivered:
+            queue.finish(
+                delivery, queue.DELIVERED, remote=outcome.remote, reply=outcome.reply, now=now
+            )
+            self._log(session, delivery, outcome, activity.FORWARDED, now)
+            return True
+        if not outcome.permanent and now < delivery.expires_at:
+            # The last retry falls on the expiry itself, not an hour before it.
+            delay = timedelta(seconds=retry_delay(delivery.attempts + 1, self.jitter()))
+            retry_at = min(now + delay, delivery.expires_at)
+            queue.defer(
+                delivery, remote=outcome.remote, reply=outcome.reply, retry_at=retry_at, now=now
+            )
+            self._log(session, delivery, outcome, activity.DEFERRED, now)
+            return True
+        queue.finish(delivery, queue.FAILED, remote=outcome.remote, reply=outcome.reply, now=now)
+        return False
+
+    async def _settle_failures(
+        self,
+        session: AsyncSession,
+        failed: list[Delivery],
+        outcomes: dict[int, Outcome],
+        *,
+        bounce: bool,
+        now: datetime,
+    ) -> None:
+        """Log the permanent failures and, with ``bounce``, send their DSNs. Without
+        ``bounce`` the sender was refused in session: no DSN, no backscatter."""
+        for delivery in failed:
+            outcome = outcomes[delivery.id]
+            self._log(
+                session, delivery, outcome, activity.BOUNCED if bounce else activity.REJECTED, now
+            )
+            if bounce:
+                await self._bounce(session, delivery, outcome, now)
+
+    @staticmethod
+    def _log(
+        session: AsyncSession, delivery: Delivery, outcome: Outcome, status: str, now: datetime
+    ) -> None:
+        message = delivery.message
+        activity.record(
+            session,
+            activity.Envelope(
+                message.client_ip, message.mail_from, message.message_id, message.size, message.id
+            ),
+            status=status,
+            address=delivery.original_rcpt,
+            action="forward",
+            destination=delivery.recipient,
+            remote_host=outcome.remote,
+            reply=outcome.reply,
+            at=now,
+        )
+
+    async def _bounce(
+        self, session: AsyncSession, delivery: Delivery, outcome: Outcome, now: datetime
+    ) -> None:
+        """A DSN to the original sender; never one about a DSN or a bounce (RFC 3464 2)."""
+        message = delivery.message
+        if message.kind != "inbound" or not message.mail_from or not delivery.mail_from:
+            return
+        # A temporary failure only bounces when the queue lifetime ran out (RFC 3463 4.4.7).
+        status = (outcome.status or "5.0.0") if outcome.permanent else "4.4.7"
+        content, message_id = dsn.build(
+            hostname=self.hostname,
+            sender=message.mail_from,
+            original=message.content,
+            arrival=message.created_at,
+            failures=[
+                dsn.Failure(delivery.original_rcpt, delivery.recipient, status, outcome.reply)
+            ],
+            now=now,
+        )
+        await outbox.enqueue_raw(
+            session,
+            content,
+            kind="dsn",
+            mail_from="",
+            recipients=[message.mail_from],
+            message_id=message_id,
+            now=now,
+        )
+
+    async def settle(
+        self,
+        claimed: list[Delivery],
+        failed: list[Delivery],
+        outcomes: dict[int, Outcome],
+        *,
+        bounce: bool,
+    ) -> None:
+        async with session_scope(self.sessionmaker) as session:
+            for delivery in failed:
+                session.add(delivery)
+            await self._settle_failures(session, failed, outcomes, bounce=bounce, now=self.clock())
+            await queue.drop_finished_messages(session, {d.message_id for d in claimed})
