@@ -160,12 +160,13 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
+async def run_api(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Event) -> None:
     s = rt.settings
     context = ApiContext(
         sessionmaker=rt.sessionmaker,
         resolver=rt.resolver,
         identity=MailIdentity(hostname=s.hostname, public_url=s.public_url),
+        on_queued=worker.wake if worker else None,
     )
     config = uvicorn.Config(
         create_app(context),
@@ -198,7 +199,7 @@ async def run(settings: Settings, *, api: bool, smtp: bool, worker: bool) -> Non
         if smtp:
             tasks.append(run_smtp(rt, the_worker, stop))
         if api:
-            tasks.append(run_api(rt, stop))
+            tasks.append(run_api(rt, the_worker, stop))
         await asyncio.gather(*(_stopping_all_on_error(task, stop) for task in tasks))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,3 +16,5 @@ class ApiContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     resolver: Resolver
     identity: MailIdentity
+    # Wakes a delivery worker in the same process when mail is queued (serve).
+    on_queued: Callable[[], None] | None = None

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, BackgroundTasks, Response
 
+from app.api.context import ApiContext
 from app.api.deps import ContextDep, SessionDep
 from app.api.routes.ids import Id
 from app.api.schemas.destinations import DestinationCreate, DestinationPublic
@@ -11,18 +12,25 @@ from app.services import destinations
 router = APIRouter(prefix="/destinations", tags=["destinations"])
 
 
+def wake_worker(context: ApiContext, tasks: BackgroundTasks) -> None:
+    """After the response, so after the commit: the worker then finds the new mail."""
+    if context.on_queued is not None:
+        tasks.add_task(context.on_queued)
+
+
 def destination_public(destination: Destination) -> DestinationPublic:
     return DestinationPublic.model_validate(destination, from_attributes=True)
 
 
 @router.post("", status_code=201, summary="Add a destination inbox")
 async def create_destination(
-    body: DestinationCreate, session: SessionDep, context: ContextDep
+    body: DestinationCreate, session: SessionDep, context: ContextDep, tasks: BackgroundTasks
 ) -> DestinationPublic:
     """Add an inbox as ``pending`` and mail it a verification link valid for 24 hours."""
     destination = await destinations.create_destination(
         session, body.email, resolver=context.resolver, identity=context.identity
     )
+    wake_worker(context, tasks)
     return destination_public(destination)
 
 
@@ -40,12 +48,13 @@ async def get_destination(destination_id: Id, session: SessionDep) -> Destinatio
 
 @router.post("/{destination_id}/resend", summary="Resend the verification message")
 async def resend_verification(
-    destination_id: Id, session: SessionDep, context: ContextDep
+    destination_id: Id, session: SessionDep, context: ContextDep, tasks: BackgroundTasks
 ) -> DestinationPublic:
     """Mail a fresh verification link; earlier links stop working."""
     destination = await destinations.resend_verification(
         session, destination_id, identity=context.identity
     )
+    wake_worker(context, tasks)
     return destination_public(destination)
 
 
