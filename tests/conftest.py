@@ -7,6 +7,7 @@ variable the PostgreSQL runs skip with a message; in CI (``CI=true``) they fail 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -63,10 +64,22 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """The test PostgreSQL database, migrated to head once per run (it belongs to the tests)."""
+    """The test PostgreSQL database, emptied and migrated to head once per run: it belongs
+    to the tests, and what an earlier run (of other code) left there must not matter."""
     url = postgres_url_or_skip()
+    asyncio.run(_empty_schema(url))
     migrate.upgrade(url)
     return url
+
+
+async def _empty_schema(url: str) -> None:
+    engine = create_engine(url, pooled=False)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

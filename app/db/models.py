@@ -164,6 +164,7 @@ class Delivery(Base):
         ForeignKey("messages.id", ondelete="CASCADE"), index=True
     )
     rule_id: Mapped[int | None] = mapped_column(ForeignKey("rules.id", ondelete="SET NULL"))
+    rule: Mapped[str | None] = mapped_column(String(400))  # e.g. shop@example.org, for the log
     original_rcpt: Mapped[str] = mapped_column(String(320))
     recipient: Mapped[str] = mapped_column(String(320))  # the rewritten envelope recipient
     mail_from: Mapped[str] = mapped_column(String(320))  # the rewritten (SRS) envelope sender

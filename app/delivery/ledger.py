@@ -112,6 +112,7 @@ class Ledger:
             ),
             status=status,
             address=delivery.original_rcpt,
+            rule=delivery.rule,
             action="forward",
             destination=delivery.recipient,
             remote_host=outcome.remote,

@@ -134,7 +134,14 @@ async def _open(target: Target, config: RelayConfig, *, starttls: bool) -> Conne
                     )
                 )
         if config.username and config.password:
-            await client.login(config.username, config.password)
+            try:
+                await client.login(config.username, config.password)
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                # Our credentials, our fault: retry (the operator may fix them) rather
+                # than bounce the sender's mail, like Postfix's smtp_sasl_auth_soft_bounce.
+                raise ConnectFailed(
+                    Outcome(Result.TEMPORARY, f"{exc.code} {exc.message}", remote, "4.7.8")
+                ) from exc
     except (ConnectFailed, TlsHandshakeFailed):
         client.close()
         raise

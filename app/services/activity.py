@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Activity
 from app.db.types import utcnow
+from app.errors import InvalidDomain
+from app.routing import normalize_domain
 
 FORWARDED = "forwarded"
 DROPPED = "dropped"
@@ -50,7 +52,7 @@ def record(
             client_ip=envelope.client_ip,
             mail_from=envelope.mail_from,
             address=address,
-            domain=address.rpartition("@")[2].lower() if address else None,
+            domain=_domain_of(address),
             rule=rule,
             action=action,
             destination=destination,
@@ -61,6 +63,17 @@ def record(
             size=envelope.size,
         )
     )
+
+
+def _domain_of(address: str | None) -> str | None:
+    """The recipient's domain as the API filters on it: A-labels, lower case."""
+    if not address:
+        return None
+    domain = address.rpartition("@")[2]
+    try:
+        return normalize_domain(domain)
+    except InvalidDomain:
+        return domain.lower()
 
 
 async def prune(session: AsyncSession, retention: timedelta, now: datetime | None = None) -> int:

@@ -111,6 +111,7 @@ async def store(
         delivery = Delivery(
             message_id=stored.message.id,
             rule_id=accepted.decision.rule.id if accepted.decision.rule else None,
+            rule=rule_label(accepted.decision, accepted.address.rpartition("@")[2].lower()),
             original_rcpt=accepted.address,
             recipient=destination,
             mail_from=sender,

@@ -137,21 +137,26 @@ async def get_waiting(session: AsyncSession, delivery_id: int) -> Delivery:
 
 async def retry_now(session: AsyncSession, delivery_id: int, now: datetime) -> Delivery:
     """Make a deferred delivery due at once (one being sent now is left alone: 409)."""
-    delivery = await get_waiting(session, delivery_id)
-    if delivery.status == DELIVERING and (delivery.claimed_until or now) > now:
-        raise QueueItemBusy(f"delivery {delivery_id} is being attempted right now")
+    delivery = _idle(await get_waiting(session, delivery_id), now)
     delivery.next_attempt_at = now
     await session.flush()
     return delivery
 
 
-async def remove(session: AsyncSession, delivery_id: int) -> None:
+async def remove(session: AsyncSession, delivery_id: int, now: datetime) -> None:
     """Give up a waiting delivery without a bounce (the operator's decision)."""
-    delivery = await get_waiting(session, delivery_id)
+    delivery = _idle(await get_waiting(session, delivery_id), now)
     message_id = delivery.message_id
     await session.delete(delivery)
     await session.flush()
     await drop_finished_messages(session, {message_id})
+
+
+def _idle(delivery: Delivery, now: datetime) -> Delivery:
+    """The delivery, unless a worker holds a live claim on it (409: it is being sent)."""
+    if delivery.status == DELIVERING and (delivery.claimed_until or now) > now:
+        raise QueueItemBusy(f"delivery {delivery.id} is being attempted right now")
+    return delivery
 
 
 async def get_message(session: AsyncSession, message_id: int) -> Message:

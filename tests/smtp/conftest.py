@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,6 +20,7 @@ from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.server import start_server
 from tests.conftest import HOSTNAME
 
+T = TypeVar("T")
 MAX_SIZE = 64 * 1024
 SRS_SECRET = "test-srs-secret-0123456789"
 
@@ -80,6 +82,6 @@ async def routed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         )
 
 
-async def in_thread(function, *args):  # type: ignore[no-untyped-def]
+async def in_thread(function: Callable[..., T], *args: Any) -> T:
     """Run a blocking client (smtplib) without blocking the server's event loop."""
     return await asyncio.to_thread(function, *args)

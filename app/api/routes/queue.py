@@ -43,6 +43,6 @@ async def retry_delivery(delivery_id: Id, session: SessionDep) -> QueueItemPubli
 
 @router.delete("/{delivery_id}", status_code=204, summary="Delete a delivery")
 async def delete_delivery(delivery_id: Id, session: SessionDep) -> Response:
-    """Give up a waiting delivery, without a bounce."""
-    await queue.remove(session, delivery_id)
+    """Give up a waiting delivery, without a bounce (409 while it is being attempted)."""
+    await queue.remove(session, delivery_id, utcnow())
     return Response(status_code=204)

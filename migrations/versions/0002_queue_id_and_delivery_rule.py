@@ -1,4 +1,5 @@
-"""messages.queue_id: the id our Received: line and replies give a message
+"""messages.queue_id (the id our Received: line and replies give a message) and
+deliveries.rule (the rule that decided, named for the activity log)
 
 Revision ID: 0002
 Revises: 0001
@@ -20,9 +21,13 @@ def upgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("queue_id", sa.String(length=32), nullable=True))
         batch_op.create_index(batch_op.f("ix_messages_queue_id"), ["queue_id"], unique=False)
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("rule", sa.String(length=400), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_column("rule")
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_messages_queue_id"))
         batch_op.drop_column("queue_id")
