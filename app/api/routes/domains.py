@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Response
 
 from app.api.deps import ContextDep, SessionDep
@@ -61,8 +63,4 @@ async def domain_dns(name: str, session: SessionDep, context: ContextDep) -> lis
     records = await dns_records.required_records(
         context.resolver, domain.name, context.identity.hostname
     )
-    return [DnsRecordPublic(**vars_of(r)) for r in records]
-
-
-def vars_of(record: dns_records.DnsRecord) -> dict[str, object]:
-    return {f: getattr(record, f) for f in record.__slots__}
+    return [DnsRecordPublic(**asdict(r)) for r in records]
