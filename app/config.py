@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     inline_delivery_timeout: float = Field(default=15.0, ge=0, le=300)
     queue_lifetime: timedelta = timedelta(days=5)
     activity_retention_days: int = Field(default=30, ge=1)
+    shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("smarthost")
     @classmethod

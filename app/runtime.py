@@ -32,11 +32,11 @@ from app.routing.srs import Srs
 from app.services import activity, queue, server_state
 from app.services.destinations import MailIdentity
 from app.smtp.handler import InboundConfig, InboundHandler
+from app.smtp.protocol import Drain
 from app.smtp.server import start_server, tls_context
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_TIMEOUT = 30.0
 MAINTENANCE_INTERVAL = 3600.0
 DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
 
@@ -142,14 +142,28 @@ async def run_smtp(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Eve
     tls = (
         tls_context(s.tls_cert_file, s.tls_key_file) if s.tls_cert_file and s.tls_key_file else None
     )
+    drain = Drain()
     server = await start_server(
-        handler, host=s.smtp_host, port=s.smtp_port, max_message_size=s.max_message_size, tls=tls
+        handler,
+        host=s.smtp_host,
+        port=s.smtp_port,
+        max_message_size=s.max_message_size,
+        tls=tls,
+        drain=drain,
     )
     log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)
     await stop.wait()
+    # Keep listening while sessions finish, so new clients hear 421 4.3.2, not a refusal.
+    drain.draining = True
+    try:
+        await asyncio.wait_for(drain.wait_idle(), s.shutdown_timeout)
+    except TimeoutError:
+        log.warning(
+            "%d SMTP sessions still open after %.0f s; closing", drain.active, s.shutdown_timeout
+        )
     server.close()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(server.wait_closed(), SHUTDOWN_TIMEOUT)
+        await asyncio.wait_for(server.wait_closed(), 5)
 
 
 class EmbeddedServer(uvicorn.Server):

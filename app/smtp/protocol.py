@@ -3,10 +3,13 @@ PIPELINING and ENHANCEDSTATUSCODES advertised, no AUTH (this is not a submission
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
+
+from app.smtp.replies import S421_SHUTTING_DOWN
 
 # RFC 3463 codes for aiosmtpd's own replies, which mostly come without one.
 DEFAULT_ENHANCED = {
@@ -45,10 +48,58 @@ def with_enhanced_code(reply: str) -> str:
     return f"{code}{separator}{DEFAULT_ENHANCED[code]} {text}".rstrip()
 
 
+class Drain:
+    """Graceful shutdown: once draining, new sessions are answered 421 4.3.2 and closed,
+    while the sessions already open finish what they are doing."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def opened(self) -> None:
+        self.active += 1
+        self._idle.clear()
+
+    def closed(self) -> None:
+        self.active -= 1
+        if self.active == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no session is open."""
+        await self._idle.wait()
+
+
 class MailrouteSMTP(SMTP):
-    def __init__(self, handler: Any, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, drain: Drain | None = None, **kwargs: Any) -> None:
         super().__init__(handler, auth_exclude_mechanism=BUILTIN_AUTH, **kwargs)
         self._greeting_or_hello = False
+        self._drain = drain
+        self._counted = False
+        self._turned_away = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called again after STARTTLS on the same session: count the first call only.
+        if self._drain is not None and not self._counted and not self._turned_away:
+            if self._drain.draining:
+                self._turned_away = True
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(S421_SHUTTING_DOWN.encode() + b"\r\n")
+                transport.close()
+                return
+            self._drain.opened()
+            self._counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._turned_away:
+            return  # aiosmtpd never saw this connection
+        if self._counted and self._drain is not None:
+            self._counted = False
+            self._drain.closed()
+        super().connection_lost(error)
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         await super().push(status if self._greeting_or_hello else with_enhanced_code(status))

@@ -27,3 +27,5 @@ S451_TEMPORARY_FAILURE = "451 4.3.0 Temporary local problem; please try again la
 S452_STORAGE = "452 4.3.1 Insufficient system storage; please try again later"
 # RFC 5321 6.3: a loop shows as too many Received: headers.
 S554_LOOP = "554 5.4.6 Too many Received: headers, mail loop detected"
+# Sent to new connections while the server drains before stopping (RFC 5321 3.8).
+S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"

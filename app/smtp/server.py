@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 
 from app.smtp.handler import InboundHandler
-from app.smtp.protocol import MailrouteSMTP
+from app.smtp.protocol import Drain, MailrouteSMTP
 
 IDENT = "mailroute ESMTP"
 IDLE_TIMEOUT = 300.0  # RFC 5321 4.5.3.2.7: the server waits at least 5 minutes per command
@@ -28,12 +28,14 @@ async def start_server(
     max_message_size: int,
     tls: ssl.SSLContext | None = None,
     idle_timeout: float = IDLE_TIMEOUT,
+    drain: Drain | None = None,
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
 
     def protocol() -> MailrouteSMTP:
         return MailrouteSMTP(
             handler,
+            drain,
             data_size_limit=max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
