@@ -32,7 +32,7 @@ from app.routing.srs import Srs
 from app.services import activity, queue, server_state
 from app.services.destinations import MailIdentity
 from app.smtp.handler import InboundConfig, InboundHandler
-from app.smtp.protocol import Drain
+from app.smtp.protocol import Gate
 from app.smtp.server import start_server, tls_context
 
 log = logging.getLogger(__name__)
@@ -142,24 +142,24 @@ async def run_smtp(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Eve
     tls = (
         tls_context(s.tls_cert_file, s.tls_key_file) if s.tls_cert_file and s.tls_key_file else None
     )
-    drain = Drain()
+    gate = Gate(max_per_ip=s.max_connections_per_ip, max_total=s.max_connections)
     server = await start_server(
         handler,
         host=s.smtp_host,
         port=s.smtp_port,
         max_message_size=s.max_message_size,
         tls=tls,
-        drain=drain,
+        gate=gate,
     )
     log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)
     await stop.wait()
     # Keep listening while sessions finish, so new clients hear 421 4.3.2, not a refusal.
-    drain.draining = True
+    gate.draining = True
     try:
-        await asyncio.wait_for(drain.wait_idle(), s.shutdown_timeout)
+        await asyncio.wait_for(gate.wait_idle(), s.shutdown_timeout)
     except TimeoutError:
         log.warning(
-            "%d SMTP sessions still open after %.0f s; closing", drain.active, s.shutdown_timeout
+            "%d SMTP sessions still open after %.0f s; closing", gate.active, s.shutdown_timeout
         )
     server.close()
     with contextlib.suppress(TimeoutError):

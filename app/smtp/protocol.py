@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-from app.smtp.replies import S421_SHUTTING_DOWN
+from app.smtp.replies import (
+    S421_SHUTTING_DOWN,
+    S421_TOO_MANY_CONNECTIONS,
+    S421_TOO_MANY_FROM_YOU,
+)
 
 # RFC 3463 codes for aiosmtpd's own replies, which mostly come without one.
 DEFAULT_ENHANCED = {
@@ -48,22 +53,38 @@ def with_enhanced_code(reply: str) -> str:
     return f"{code}{separator}{DEFAULT_ENHANCED[code]} {text}".rstrip()
 
 
-class Drain:
-    """Graceful shutdown: once draining, new sessions are answered 421 4.3.2 and closed,
-    while the sessions already open finish what they are doing."""
+class Gate:
+    """Who may open a session: none while draining for shutdown (421 4.3.2), and no more
+    than ``max_per_ip`` at once from one address, ``max_total`` in all (421 4.7.0), like
+    Postfix's anvil. Sessions already open finish what they are doing."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_per_ip: int | None = None, max_total: int | None = None) -> None:
         self.draining = False
+        self.max_per_ip = max_per_ip
+        self.max_total = max_total
         self.active = 0
+        self._per_ip: Counter[str] = Counter()
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def opened(self) -> None:
+    def admit(self, ip: str) -> str | None:
+        """None, and the session counted; or the reply that turns it away."""
+        if self.draining:
+            return S421_SHUTTING_DOWN
+        if self.max_total is not None and self.active >= self.max_total:
+            return S421_TOO_MANY_CONNECTIONS
+        if self.max_per_ip is not None and self._per_ip[ip] >= self.max_per_ip:
+            return S421_TOO_MANY_FROM_YOU
         self.active += 1
+        self._per_ip[ip] += 1
         self._idle.clear()
+        return None
 
-    def closed(self) -> None:
+    def closed(self, ip: str) -> None:
         self.active -= 1
+        self._per_ip[ip] -= 1
+        if self._per_ip[ip] <= 0:
+            del self._per_ip[ip]
         if self.active == 0:
             self._idle.set()
 
@@ -73,32 +94,34 @@ class Drain:
 
 
 class MailrouteSMTP(SMTP):
-    def __init__(self, handler: Any, drain: Drain | None = None, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, gate: Gate | None = None, **kwargs: Any) -> None:
         super().__init__(handler, auth_exclude_mechanism=BUILTIN_AUTH, **kwargs)
         self._greeting_or_hello = False
-        self._drain = drain
-        self._counted = False
+        self._gate = gate
+        self._counted_ip: str | None = None
         self._turned_away = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Called again after STARTTLS on the same session: count the first call only.
-        if self._drain is not None and not self._counted and not self._turned_away:
-            if self._drain.draining:
+        # Called again after STARTTLS on the same session: admit the first call only.
+        if self._gate is not None and self._counted_ip is None and not self._turned_away:
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+            refusal = self._gate.admit(ip)
+            if refusal is not None:
                 self._turned_away = True
                 assert isinstance(transport, asyncio.WriteTransport)
-                transport.write(S421_SHUTTING_DOWN.encode() + b"\r\n")
+                transport.write(refusal.encode() + b"\r\n")
                 transport.close()
                 return
-            self._drain.opened()
-            self._counted = True
+            self._counted_ip = ip
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._turned_away:
             return  # aiosmtpd never saw this connection
-        if self._counted and self._drain is not None:
-            self._counted = False
-            self._drain.closed()
+        if self._counted_ip is not None and self._gate is not None:
+            self._gate.closed(self._counted_ip)
+            self._counted_ip = None
         super().connection_lost(error)
 
     async def push(self, status: str) -> None:  # type: ignore[override]

@@ -29,3 +29,6 @@ S452_STORAGE = "452 4.3.1 Insufficient system storage; please try again later"
 S554_LOOP = "554 5.4.6 Too many Received: headers, mail loop detected"
 # Sent to new connections while the server drains before stopping (RFC 5321 3.8).
 S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+# Connection limits (RFC 5321 3.8, as Postfix's anvil): the client should come back later.
+S421_TOO_MANY_FROM_YOU = "421 4.7.0 Too many connections from your address, try again later"
+S421_TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"

@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 
 from app.smtp.handler import InboundHandler
-from app.smtp.protocol import Drain, MailrouteSMTP
+from app.smtp.protocol import Gate, MailrouteSMTP
 
 IDENT = "mailroute ESMTP"
 IDLE_TIMEOUT = 300.0  # RFC 5321 4.5.3.2.7: the server waits at least 5 minutes per command
@@ -28,14 +28,14 @@ async def start_server(
     max_message_size: int,
     tls: ssl.SSLContext | None = None,
     idle_timeout: float = IDLE_TIMEOUT,
-    drain: Drain | None = None,
+    gate: Gate | None = None,
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
 
     def protocol() -> MailrouteSMTP:
         return MailrouteSMTP(
             handler,
-            drain,
+            gate,
             data_size_limit=max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
