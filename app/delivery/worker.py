@@ -125,7 +125,8 @@ class DeliveryWorker:
             return InlineResult()
         outcomes, failed = attempt.result()
         refused = bool(failed) and len(failed) == len(claimed)
-        await self.ledger.settle(claimed, failed, outcomes, bounce=not refused)
+        if failed:  # with none, record() already settled and dropped the message
+            await self.ledger.settle(claimed, failed, outcomes, bounce=not refused)
         if refused:
             first = failed[0]
             return InlineResult(
@@ -148,8 +149,8 @@ class DeliveryWorker:
             return
         outcomes, failed = attempt.result()
         if failed:
-            claimed = failed  # the delivered and deferred ones are already recorded
-            task = asyncio.ensure_future(self.ledger.settle(claimed, failed, outcomes, bounce=True))
+            # One message per in-session attempt: its failures name every message to drop.
+            task = asyncio.ensure_future(self.ledger.settle(failed, failed, outcomes, bounce=True))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
