@@ -14,6 +14,8 @@ from app.smtp.replies import (
     S421_SHUTTING_DOWN,
     S421_TOO_MANY_CONNECTIONS,
     S421_TOO_MANY_FROM_YOU,
+    S501_BAD_ADDRESS,
+    S501_BAD_SENDER,
 )
 
 # RFC 3463 codes for aiosmtpd's own replies, which mostly come without one.
@@ -51,6 +53,21 @@ def with_enhanced_code(reply: str) -> str:
         return reply
     separator, text = reply[3:4] or " ", reply[4:]
     return f"{code}{separator}{DEFAULT_ENHANCED[code]} {text}".rstrip()
+
+
+def unbalanced_path(path: str, rest: str) -> bool:
+    """Whether the path around a parsed address has a missing or stray angle bracket.
+
+    RFC 5321 4.1.2: Path = "<" [ A-d-l ":" ] Mailbox ">". Python's parser (which aiosmtpd
+    uses) forgives "<user@ours" and leaves a stray ">" to the parameters; Postfix answers
+    both with 501 5.1.3, and so do we (a bare address without brackets stays allowed, as
+    Postfix's strict_rfc821_envelopes = no does).
+    """
+    text = path.strip()
+    if rest.lstrip().startswith(("<", ">")):
+        return True
+    consumed = text[: len(text) - len(rest)].rstrip()
+    return text.startswith("<") != consumed.endswith(">")
 
 
 class Gate:
@@ -126,6 +143,36 @@ class MailrouteSMTP(SMTP):
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         await super().push(status if self._greeting_or_hello else with_enhanced_code(status))
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        address, rest = super()._getaddr(arg)
+        if address and rest is not None and unbalanced_path(arg, rest):
+            return None, None
+        return address, rest
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # Postfix's "501 5.1.7" instead of aiosmtpd's "553 malformed address".
+        assert self.session is not None
+        if self.session.host_name and self._malformed_path(arg, "FROM:"):
+            await self.push(S501_BAD_SENDER)
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        # Postfix's "501 5.1.3", once HELO and MAIL (which aiosmtpd checks first) were seen.
+        assert self.session is not None and self.envelope is not None
+        ready = self.session.host_name and self.envelope.mail_from
+        if ready and self._malformed_path(arg, "TO:"):
+            await self.push(S501_BAD_ADDRESS)
+            return
+        await super().smtp_RCPT(arg)
+
+    def _malformed_path(self, arg: str | None, keyword: str) -> bool:
+        path = self._strip_command_keyword(keyword, arg) if arg else None
+        if not path:
+            return False  # aiosmtpd's own "501 Syntax: ..." for these
+        address, _rest = self._getaddr(path)
+        return address is None
 
     async def smtp_EHLO(self, hostname: str) -> None:
         await self._hello(super().smtp_EHLO, hostname)
