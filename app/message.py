@@ -9,6 +9,9 @@ from email.utils import format_datetime
 MAX_HEADER_SCAN = 1024 * 1024  # a header section larger than this is not looked into further
 _FIELD_START = re.compile(rb"^(?P<name>[!-9;-~]+)[ \t]*:", re.MULTILINE)
 _UNSAFE_IN_RECEIVED = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+MAX_LINE_OCTETS = 1000  # RFC 5321 4.5.3.1.6 and RFC 5322 2.1.1, the CRLF included
+_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE_OCTETS - 1))
 
 
 def header_section(content: bytes) -> bytes:
@@ -27,6 +30,16 @@ def field_names(content: bytes) -> list[str]:
         m.group("name").decode("ascii").lower()
         for m in _FIELD_START.finditer(header_section(content))
     ]
+
+
+def has_bare_newline(content: bytes) -> bool:
+    """A CR not followed by LF, or an LF not preceded by CR (RFC 5321 2.3.8)."""
+    return _BARE_CR_OR_LF.search(content) is not None
+
+
+def has_long_line(content: bytes) -> bool:
+    """A line longer than MAX_LINE_OCTETS with its CRLF."""
+    return _LONG_LINE.search(content) is not None
 
 
 def count_received(content: bytes) -> int:

@@ -135,8 +135,10 @@ class InboundHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content: bytes = envelope.original_content
-        if message.count_received(content) > MAX_RECEIVED:
-            return replies.S554_LOOP
+        refusal = _content_refusal(content)
+        if refusal is not None:
+            log.info("message from %s refused: %s", _peer_ip(session), refusal)
+            return refusal
         transaction: Transaction = envelope.transaction
         now = utcnow()
         queue_id = secrets.token_hex(6)
@@ -210,6 +212,17 @@ class InboundHandler:
         # tells the client to give up, for what is our fault and may pass.
         log.exception("SMTP session error", exc_info=error)
         return replies.S451_TEMPORARY_FAILURE
+
+
+def _content_refusal(content: bytes) -> str | None:
+    """The reply refusing content we must not relay as it is, or None."""
+    if message.has_bare_newline(content):
+        return replies.S550_BARE_NEWLINE
+    if message.has_long_line(content):
+        return replies.S500_LINE_TOO_LONG
+    if message.count_received(content) > MAX_RECEIVED:
+        return replies.S554_LOOP
+    return None
 
 
 def _peer_ip(session: Any) -> str | None:

@@ -27,6 +27,15 @@ S452_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 # Never a 5xx and never an accept when we cannot decide: the client will retry.
 S451_TEMPORARY_FAILURE = "451 4.3.0 Temporary local problem; please try again later"
 S452_STORAGE = "452 4.3.1 Insufficient system storage; please try again later"
+# RFC 5321 2.3.8: CR and LF only as CRLF. A bare one is how SMTP smuggling hides an
+# end-of-data from one server and not another; Postfix 3.9 smtpd_forbid_bare_newline=reject
+# answers this with 550 5.5.2. We refuse rather than repair: content stays untouched.
+S550_BARE_NEWLINE = (
+    "550 5.5.2 Message refused: bare <CR> or <LF> received; lines must end in <CR><LF>"
+)
+# RFC 5321 4.5.3.1.6 and 4.5.3.1.10: 1000 octets per line with the CRLF, else "500 Line
+# too long". We never fold a line (content stays untouched), so the message is refused.
+S500_LINE_TOO_LONG = "500 5.5.2 Line too long: at most 1000 octets with the <CR><LF>"
 # RFC 5321 6.3: a loop shows as too many Received: headers.
 S554_LOOP = "554 5.4.6 Too many Received: headers, mail loop detected"
 # Sent to new connections while the server drains before stopping (RFC 5321 3.8).

@@ -258,3 +258,32 @@ def test_needs_smtputf8_not_for_8bit_body_alone() -> None:
 
 def test_needs_smtputf8_for_utf8_sender() -> None:
     assert needs_smtputf8("jürgen@b.example", "c@d.example", b"Subject: hi\r\n\r\nx\r\n")
+
+
+# SMTP smuggling on the way out: stored content never ends the DATA early at the destination.
+# aiosmtplib turns a bare CR or LF into CRLF (RFC 5321 2.3.8) and only then stuffs dots
+# (4.5.2), so a stored "\n.\n" reaches the wire as "\r\n..\r\n", a line holding one dot.
+
+SMUGGLED = b"MAIL FROM:<ceo@bank.example>\r\nRCPT TO:<victim@inbox.example>\r\nDATA\r\nPay now\r\n"
+OUTBOUND_SMUGGLING = {
+    "lf_dot_lf": b"\n.\n",
+    "cr_dot_cr": b"\r.\r",
+    "lf_dot_crlf": b"\n.\r\n",
+    "crlf_dot_lf": b"\r\n.\n",
+    "cr_dot_crlf": b"\r.\r\n",
+    "crlf_dot_crlf": b"\r\n.\r\n",
+}
+
+
+@pytest.mark.parametrize("sequence", OUTBOUND_SMUGGLING.values(), ids=OUTBOUND_SMUGGLING.keys())
+async def test_send_never_ends_data_early(
+    connection: Connection, sink: Sink, sequence: bytes
+) -> None:
+    content = b"Subject: first\r\n\r\nbefore" + sequence + SMUGGLED
+    outcome = await connection.send(SENDER, RECIPIENT, content)
+    assert outcome.delivered
+    second = await connection.send(SENDER, RECIPIENT, CONTENT)  # the session is in step
+    assert second.delivered
+    [first, _second] = sink.received
+    assert first.content == b"Subject: first\r\n\r\nbefore\r\n.\r\n" + SMUGGLED
+    assert first.rcpt_tos == [RECIPIENT]
