@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
@@ -111,8 +111,12 @@ class Gate:
 
 
 class MailrouteSMTP(SMTP):
+    # RFC 5321 4.5.3.1.4: 512 octets with the CRLF, which aiosmtpd counts without.
+    command_size_limit = 512 - 2
+
     def __init__(self, handler: Any, gate: Gate | None = None, **kwargs: Any) -> None:
         super().__init__(handler, auth_exclude_mechanism=BUILTIN_AUTH, **kwargs)
+        self._reset_command_size_limits()
         self._greeting_or_hello = False
         self._gate = gate
         self._counted_ip: str | None = None
@@ -180,7 +184,14 @@ class MailrouteSMTP(SMTP):
     async def smtp_HELO(self, hostname: str) -> None:
         await self._hello(super().smtp_HELO, hostname)
 
+    def _reset_command_size_limits(self) -> None:
+        # aiosmtpd keeps these in one dict shared by every session, and each EHLO adds
+        # the SIZE (RFC 1870) and SMTPUTF8 (RFC 6531) allowances to MAIL's limit again:
+        # ours are per session and start over at each greeting.
+        self.command_size_limits = defaultdict(lambda: self.command_size_limit)
+
     async def _hello(self, command: Any, hostname: str) -> None:
+        self._reset_command_size_limits()
         self._greeting_or_hello = bool(hostname)  # "501 Syntax" still gets its code
         try:
             await command(hostname)
