@@ -15,6 +15,7 @@ from app.smtp.replies import (
     S421_TOO_MANY_CONNECTIONS,
     S421_TOO_MANY_FROM_YOU,
     S501_BAD_ADDRESS,
+    S501_BAD_HELO,
     S501_BAD_SENDER,
 )
 
@@ -44,6 +45,9 @@ DEFAULT_ENHANCED = {
 HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(\s|$)")
 # RFC 2034 3: the greeting and the answers to HELO/EHLO carry no enhanced code.
 PLAIN_CODES = ("220", "354", "334")
+# Control characters, and the lone surrogates that stand for bytes that are not UTF-8
+# (aiosmtpd decodes arguments with surrogateescape): never in a name we keep or echo.
+UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 BUILTIN_AUTH = ("LOGIN", "PLAIN")
 
 
@@ -146,11 +150,15 @@ class MailrouteSMTP(SMTP):
         super().connection_lost(error)
 
     async def push(self, status: str) -> None:  # type: ignore[override]
+        # Some of aiosmtpd's replies echo the client's argument ("502 Could not VRFY ...").
+        status = UNSAFE_TEXT.sub("?", status)
         await super().push(status if self._greeting_or_hello else with_enhanced_code(status))
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         address, rest = super()._getaddr(arg)
         if address and rest is not None and unbalanced_path(arg, rest):
+            return None, None
+        if address and UNSAFE_TEXT.search(address):
             return None, None
         return address, rest
 
@@ -191,6 +199,9 @@ class MailrouteSMTP(SMTP):
         self.command_size_limits = defaultdict(lambda: self.command_size_limit)
 
     async def _hello(self, command: Any, hostname: str) -> None:
+        if hostname and UNSAFE_TEXT.search(hostname):
+            await self.push(S501_BAD_HELO)  # it would reach our Received: line and database
+            return
         self._reset_command_size_limits()
         self._greeting_or_hello = bool(hostname)  # "501 Syntax" still gets its code
         try:
