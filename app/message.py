@@ -9,6 +9,7 @@ from email.utils import format_datetime
 MAX_HEADER_SCAN = 1024 * 1024  # a header section larger than this is not looked into further
 _FIELD_START = re.compile(rb"^(?P<name>[!-9;-~]+)[ \t]*:", re.MULTILINE)
 _UNSAFE_IN_RECEIVED = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 MAX_LINE_OCTETS = 1000  # RFC 5321 4.5.3.1.6 and RFC 5322 2.1.1, the CRLF included
 _LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE_OCTETS - 1))
@@ -56,7 +57,8 @@ def message_id(content: bytes) -> str | None:
     if match is None:
         return None
     value = b" ".join(match.group("value").split()).decode("utf-8", "replace")
-    return value[:998] or None
+    # Kept in a text column, where PostgreSQL refuses NUL: no control characters.
+    return _CONTROL.sub("?", value)[:998] or None
 
 
 def received_header(

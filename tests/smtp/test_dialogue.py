@@ -277,3 +277,21 @@ async def test_expn_is_not_implemented(smtp_server: LiveSmtp, routed: None, line
     [answer] = await in_thread(dialogue, smtp_server, [line])
     assert status(answer) == (502, "5.5.1")
     assert b"@" not in answer.text
+
+
+async def test_data_with_nul_in_message_id_is_stored_untouched(
+    smtp_server: LiveSmtp, routed: None, sessionmaker: Sessionmaker
+) -> None:
+    # The Message-ID is also kept apart (a text column): PostgreSQL refuses NUL in text.
+    content = b"Subject: bytes\r\nMessage-ID: <a\x00b\xff@sender.example>\r\n\r\nHello\r\n"
+
+    def run() -> Reply:
+        with greeted(smtp_server.host, smtp_server.port) as client:
+            client.send(MAIL + b"\r\n" + RCPT + b"\r\nDATA\r\n")
+            client.replies(3)
+            client.send(content + b".\r\n")
+            return client.reply()
+
+    assert (await in_thread(run)).code == 250
+    [stored] = await stored_messages(sessionmaker)
+    assert stored.content.endswith(b"\r\n" + content)
