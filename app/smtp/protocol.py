@@ -17,6 +17,7 @@ from app.smtp.replies import (
     S501_BAD_ADDRESS,
     S501_BAD_HELO,
     S501_BAD_SENDER,
+    S503_AUTH_NOT_ENABLED,
 )
 
 # RFC 3463 codes for aiosmtpd's own replies, which mostly come without one.
@@ -191,6 +192,10 @@ class MailrouteSMTP(SMTP):
 
     async def smtp_HELO(self, hostname: str) -> None:
         await self._hello(super().smtp_HELO, hostname)
+
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        # aiosmtpd answers "538 Encryption required" before TLS, as if AUTH could follow.
+        await self.push(S503_AUTH_NOT_ENABLED)
 
     def _reset_command_size_limits(self) -> None:
         # aiosmtpd keeps these in one dict shared by every session, and each EHLO adds

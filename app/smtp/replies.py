@@ -22,6 +22,8 @@ S550_BAD_SRS = (
 # Postfix's wording and codes for an address that does not parse (RFC 3463 X.1.3, X.1.7).
 S501_BAD_ADDRESS = "501 5.1.3 Bad recipient address syntax"
 S501_BAD_SENDER = "501 5.1.7 Bad sender address syntax"
+# This is an MX, not a submission server (RFC 4954 4): Postfix's reply without SASL.
+S503_AUTH_NOT_ENABLED = "503 5.5.1 Error: authentication not enabled"
 # Postfix's reject_invalid_helo_hostname; we only refuse control characters and non-UTF-8.
 S501_BAD_HELO = "501 5.5.2 Invalid HELO/EHLO hostname"
 # RFC 5321 4.5.3.1.8: at least 100 recipients must be buffered; more get a 452.

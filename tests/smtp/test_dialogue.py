@@ -230,6 +230,22 @@ async def test_reply_text_never_echoes_raw_bytes(smtp_server: LiveSmtp) -> None:
     assert all(line.isascii() and line.decode().isprintable() for line in answers[0].lines)
 
 
+AUTH_LINES = {
+    "plain": b"AUTH PLAIN dGVzdAB0ZXN0AHRlc3Q=",
+    "login": b"AUTH LOGIN",
+    "bare": b"AUTH",
+}
+
+
+@pytest.mark.parametrize("line", AUTH_LINES.values(), ids=AUTH_LINES.keys())
+async def test_auth_is_not_enabled(smtp_server: LiveSmtp, line: bytes) -> None:
+    answers = await in_thread(dialogue, smtp_server, [line, b"NOOP"])
+    assert [whole(answers[0]), status(answers[1])] == [
+        replies.S503_AUTH_NOT_ENABLED,
+        (250, "2.0.0"),
+    ]
+
+
 # NUL and 8-bit bytes in DATA are content: stored exactly as sent.
 
 
