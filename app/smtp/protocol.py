@@ -4,17 +4,17 @@ PIPELINING and ENHANCEDSTATUSCODES advertised, no AUTH (this is not a submission
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
-from app.smtp.replies import (
-    S421_SHUTTING_DOWN,
-    S421_TOO_MANY_CONNECTIONS,
-    S421_TOO_MANY_FROM_YOU,
-)
+from app.smtp import replies
+from app.smtp.limits import DEFAULT_LIMITS, Gate, SessionLimits
+
+log = logging.getLogger(__name__)
 
 # RFC 3463 codes for aiosmtpd's own replies, which mostly come without one.
 DEFAULT_ENHANCED = {
@@ -53,53 +53,34 @@ def with_enhanced_code(reply: str) -> str:
     return f"{code}{separator}{DEFAULT_ENHANCED[code]} {text}".rstrip()
 
 
-class Gate:
-    """Who may open a session: none while draining for shutdown (421 4.3.2), and no more
-    than ``max_per_ip`` at once from one address, ``max_total`` in all (421 4.7.0), like
-    Postfix's anvil. Sessions already open finish what they are doing."""
-
-    def __init__(self, *, max_per_ip: int | None = None, max_total: int | None = None) -> None:
-        self.draining = False
-        self.max_per_ip = max_per_ip
-        self.max_total = max_total
-        self.active = 0
-        self._per_ip: Counter[str] = Counter()
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def admit(self, ip: str) -> str | None:
-        """None, and the session counted; or the reply that turns it away."""
-        if self.draining:
-            return S421_SHUTTING_DOWN
-        if self.max_total is not None and self.active >= self.max_total:
-            return S421_TOO_MANY_CONNECTIONS
-        if self.max_per_ip is not None and self._per_ip[ip] >= self.max_per_ip:
-            return S421_TOO_MANY_FROM_YOU
-        self.active += 1
-        self._per_ip[ip] += 1
-        self._idle.clear()
-        return None
-
-    def closed(self, ip: str) -> None:
-        self.active -= 1
-        self._per_ip[ip] -= 1
-        if self._per_ip[ip] <= 0:
-            del self._per_ip[ip]
-        if self.active == 0:
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Return once no session is open."""
-        await self._idle.wait()
-
-
 class MailrouteSMTP(SMTP):
-    def __init__(self, handler: Any, gate: Gate | None = None, **kwargs: Any) -> None:
-        super().__init__(handler, auth_exclude_mechanism=BUILTIN_AUTH, **kwargs)
+    """One SMTP session. Beyond aiosmtpd: enhanced status codes, the Gate's admission and
+    message rate, and the SessionLimits (timeouts that trickling cannot stretch, a minimum
+    data rate, an error budget), each ending the session with a 421 as Postfix does."""
+
+    def __init__(
+        self,
+        handler: Any,
+        gate: Gate | None = None,
+        limits: SessionLimits = DEFAULT_LIMITS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            handler, auth_exclude_mechanism=BUILTIN_AUTH, timeout=limits.timeout, **kwargs
+        )
+        self._limits = limits
         self._greeting_or_hello = False
         self._gate = gate
         self._counted_ip: str | None = None
         self._turned_away = False
+        self._closing = False
+        self._errors = 0
+        self._junk_commands = 0
+        self._receiving = False  # between DATA and the end of the message
+        self._data_started = 0.0
+        self._data_bytes = 0
+
+    # --- admission -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Called again after STARTTLS on the same session: admit the first call only.
@@ -124,12 +105,64 @@ class MailrouteSMTP(SMTP):
             self._counted_ip = None
         super().connection_lost(error)
 
-    async def push(self, status: str) -> None:  # type: ignore[override]
-        await super().push(status if self._greeting_or_hello else with_enhanced_code(status))
+    # --- replies and the error budget ------------------------------------------------
 
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        if self._closing:
+            return  # a pipelined command after we said 421 gets no answer
+        reply = status if self._greeting_or_hello else with_enhanced_code(status)
+        await super().push(reply)
+        if reply[:1] in ("4", "5") and not reply.startswith("421"):
+            await self._count_error()
+
+    async def _count_error(self) -> None:
+        self._errors += 1
+        if self._errors >= self._limits.error_limit:
+            await self._hang_up(replies.S421_TOO_MANY_ERRORS.format(hostname=self.hostname))
+
+    async def _hang_up(self, reply: str) -> None:
+        if self._closing or self.transport is None:
+            return
+        log.warning("%s: %s", self._peer(), reply)
+        await super().push(reply)
+        self._closing = True
+        self.transport.close()
+
+    async def _junk(self, command: Callable[[str], Awaitable[None]], arg: str) -> None:
+        """NOOP, RSET, VRFY and HELP are free up to a point; past it each is an error."""
+        self._junk_commands += 1
+        if self._junk_commands > self._limits.junk_command_limit:
+            await self._count_error()
+        if not self._closing:
+            await command(arg)
+
+    @syntax("NOOP [ignored]")
+    async def smtp_NOOP(self, arg: str) -> None:
+        await self._junk(super().smtp_NOOP, arg)
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str) -> None:
+        await self._junk(super().smtp_RSET, arg)
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        await self._junk(super().smtp_VRFY, arg)
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str) -> None:
+        await self._junk(super().smtp_HELP, arg)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        # No @syntax: HELP does not list it, and EHLO never offers it.
+        await self.push(replies.S503_NO_AUTH)
+
+    # --- hello -----------------------------------------------------------------------
+
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         await self._hello(super().smtp_EHLO, hostname)
 
+    @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
         await self._hello(super().smtp_HELO, hostname)
 
@@ -139,3 +172,77 @@ class MailrouteSMTP(SMTP):
             await command(hostname)
         finally:
             self._greeting_or_hello = False
+
+    # --- the message rate ------------------------------------------------------------
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str) -> None:
+        ip = self._counted_ip
+        if (
+            self._gate is not None
+            and ip is not None
+            and self.envelope is not None
+            and self.envelope.mail_from is None  # a nested MAIL is refused anyway
+            and not self._gate.allow_message(ip)
+        ):
+            log.warning("%s: over the message rate", ip)
+            await self.push(replies.S450_TOO_MUCH_MAIL.format(ip=ip))
+            return
+        await super().smtp_MAIL(arg)
+
+    # --- timeouts --------------------------------------------------------------------
+    # aiosmtpd restarts its timer only when a whole valid command has arrived, which makes
+    # the command timeout a deadline. While the message streams in, data_received moves
+    # the deadline with every chunk, within the minimum data rate. Our own work on the
+    # message (storing it, the in-session delivery) does not count against the client.
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        self._receiving = True
+        self._data_started = self.loop.time()
+        self._data_bytes = 0
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._receiving = False
+            self._restart_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._receiving:
+            self._data_bytes += len(data)
+            wait = self._limits.timeout
+            if self._limits.min_data_rate > 0:
+                earned = self._data_bytes / self._limits.min_data_rate
+                deadline = self._data_started + self._limits.timeout + earned
+                wait = min(wait, deadline - self.loop.time())
+            self._reset_timeout(max(wait, 0.001))  # 0 would mean the default to aiosmtpd
+        super().data_received(data)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command != "DATA":
+            return await super()._call_handler_hook(command, *args)
+        self._receiving = False
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        try:
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            self._restart_timer()
+
+    def _restart_timer(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._reset_timeout()
+
+    def _timeout_cb(self) -> None:
+        if self.transport is None:
+            return
+        if not self._closing:
+            self._closing = True
+            log.info("%s: timeout", self._peer())
+            reply = replies.S421_TIMEOUT.format(hostname=self.hostname)
+            self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    def _peer(self) -> str:
+        peer = self.session.peer if self.session is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
