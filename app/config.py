@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     # Postfix's anvil default: 50 concurrent sessions per client address.
     max_connections_per_ip: int = Field(default=50, ge=1)
     max_connections: int = Field(default=1000, ge=1)
+    # MAIL commands per minute from one client address; 0: no limit (anvil's default, as
+    # big providers send much from few addresses).
+    max_messages_per_ip: int = Field(default=0, ge=0)
+    # Postfix's smtpd_timeout, smtpd_min_data_rate and smtpd_hard_error_limit.
+    smtp_timeout: float = Field(default=300.0, gt=0, le=3600)
+    smtp_min_data_rate: int = Field(default=500, ge=0)
+    smtp_error_limit: int = Field(default=20, ge=1)
 
     @field_validator("smarthost")
     @classmethod

@@ -32,7 +32,7 @@ from app.routing.srs import Srs
 from app.services import activity, queue, server_state
 from app.services.destinations import MailIdentity
 from app.smtp.handler import InboundConfig, InboundHandler
-from app.smtp.protocol import Gate
+from app.smtp.limits import Gate, SessionLimits
 from app.smtp.server import start_server, tls_context
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,14 @@ async def run_smtp(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Eve
     tls = (
         tls_context(s.tls_cert_file, s.tls_key_file) if s.tls_cert_file and s.tls_key_file else None
     )
-    gate = Gate(max_per_ip=s.max_connections_per_ip, max_total=s.max_connections)
+    gate = Gate(
+        max_per_ip=s.max_connections_per_ip,
+        max_total=s.max_connections,
+        messages_per_minute=s.max_messages_per_ip,
+    )
+    limits = SessionLimits(
+        timeout=s.smtp_timeout, min_data_rate=s.smtp_min_data_rate, error_limit=s.smtp_error_limit
+    )
     server = await start_server(
         handler,
         host=s.smtp_host,
@@ -150,6 +157,7 @@ async def run_smtp(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Eve
         max_message_size=s.max_message_size,
         tls=tls,
         gate=gate,
+        limits=limits,
     )
     log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)
     await stop.wait()

@@ -4,21 +4,18 @@ PIPELINING and ENHANCEDSTATUSCODES advertised, no AUTH (this is not a submission
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
-from app.smtp.replies import (
-    S421_SHUTTING_DOWN,
-    S421_TOO_MANY_CONNECTIONS,
-    S421_TOO_MANY_FROM_YOU,
-    S501_BAD_ADDRESS,
-    S501_BAD_HELO,
-    S501_BAD_SENDER,
-    S503_AUTH_NOT_ENABLED,
-)
+from app.smtp import replies
+from app.smtp.limits import DEFAULT_LIMITS, Gate, SessionLimits
+
+log = logging.getLogger(__name__)
 
 # RFC 3463 codes for aiosmtpd's own replies, which mostly come without one.
 DEFAULT_ENHANCED = {
@@ -75,57 +72,38 @@ def unbalanced_path(path: str, rest: str) -> bool:
     return text.startswith("<") != consumed.endswith(">")
 
 
-class Gate:
-    """Who may open a session: none while draining for shutdown (421 4.3.2), and no more
-    than ``max_per_ip`` at once from one address, ``max_total`` in all (421 4.7.0), like
-    Postfix's anvil. Sessions already open finish what they are doing."""
-
-    def __init__(self, *, max_per_ip: int | None = None, max_total: int | None = None) -> None:
-        self.draining = False
-        self.max_per_ip = max_per_ip
-        self.max_total = max_total
-        self.active = 0
-        self._per_ip: Counter[str] = Counter()
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def admit(self, ip: str) -> str | None:
-        """None, and the session counted; or the reply that turns it away."""
-        if self.draining:
-            return S421_SHUTTING_DOWN
-        if self.max_total is not None and self.active >= self.max_total:
-            return S421_TOO_MANY_CONNECTIONS
-        if self.max_per_ip is not None and self._per_ip[ip] >= self.max_per_ip:
-            return S421_TOO_MANY_FROM_YOU
-        self.active += 1
-        self._per_ip[ip] += 1
-        self._idle.clear()
-        return None
-
-    def closed(self, ip: str) -> None:
-        self.active -= 1
-        self._per_ip[ip] -= 1
-        if self._per_ip[ip] <= 0:
-            del self._per_ip[ip]
-        if self.active == 0:
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Return once no session is open."""
-        await self._idle.wait()
-
-
 class MailrouteSMTP(SMTP):
+    """One SMTP session. Beyond aiosmtpd: enhanced status codes, the Gate's admission and
+    message rate, and the SessionLimits (timeouts that trickling cannot stretch, a minimum
+    data rate, an error budget), each ending the session with a 421 as Postfix does."""
+
     # RFC 5321 4.5.3.1.4: 512 octets with the CRLF, which aiosmtpd counts without.
     command_size_limit = 512 - 2
 
-    def __init__(self, handler: Any, gate: Gate | None = None, **kwargs: Any) -> None:
-        super().__init__(handler, auth_exclude_mechanism=BUILTIN_AUTH, **kwargs)
-        self._reset_command_size_limits()
+    def __init__(
+        self,
+        handler: Any,
+        gate: Gate | None = None,
+        limits: SessionLimits = DEFAULT_LIMITS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            handler, auth_exclude_mechanism=BUILTIN_AUTH, timeout=limits.timeout, **kwargs
+        )
+        self._limits = limits
         self._greeting_or_hello = False
         self._gate = gate
         self._counted_ip: str | None = None
         self._turned_away = False
+        self._closing = False
+        self._errors = 0
+        self._junk_commands = 0
+        self._receiving = False  # between DATA and the end of the message
+        self._data_started = 0.0
+        self._data_bytes = 0
+        self._reset_command_size_limits()
+
+    # --- admission -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Called again after STARTTLS on the same session: admit the first call only.
@@ -150,33 +128,117 @@ class MailrouteSMTP(SMTP):
             self._counted_ip = None
         super().connection_lost(error)
 
+    # --- replies and the error budget ------------------------------------------------
+
     async def push(self, status: str) -> None:  # type: ignore[override]
+        if self._closing:
+            return  # a pipelined command after we said 421 gets no answer
         # Some of aiosmtpd's replies echo the client's argument ("502 Could not VRFY ...").
         status = UNSAFE_TEXT.sub("?", status)
-        await super().push(status if self._greeting_or_hello else with_enhanced_code(status))
+        reply = status if self._greeting_or_hello else with_enhanced_code(status)
+        await super().push(reply)
+        if reply[:1] in ("4", "5") and not reply.startswith("421"):
+            await self._count_error()
 
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        address, rest = super()._getaddr(arg)
-        if address and rest is not None and unbalanced_path(arg, rest):
-            return None, None
-        if address and UNSAFE_TEXT.search(address):
-            return None, None
-        return address, rest
+    async def _count_error(self) -> None:
+        self._errors += 1
+        if self._errors >= self._limits.error_limit:
+            await self._hang_up(replies.S421_TOO_MANY_ERRORS.format(hostname=self.hostname))
 
-    async def smtp_MAIL(self, arg: str | None) -> None:
+    async def _hang_up(self, reply: str) -> None:
+        if self._closing or self.transport is None:
+            return
+        log.warning("%s: %s", self._peer(), reply)
+        await super().push(reply)
+        self._closing = True
+        self.transport.close()
+
+    async def _junk(self, command: Callable[[str], Awaitable[None]], arg: str) -> None:
+        """NOOP, RSET, VRFY and HELP are free up to a point; past it each is an error."""
+        self._junk_commands += 1
+        if self._junk_commands > self._limits.junk_command_limit:
+            await self._count_error()
+        if not self._closing:
+            await command(arg)
+
+    @syntax("NOOP [ignored]")
+    async def smtp_NOOP(self, arg: str) -> None:
+        await self._junk(super().smtp_NOOP, arg)
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str) -> None:
+        await self._junk(super().smtp_RSET, arg)
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        await self._junk(super().smtp_VRFY, arg)
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str) -> None:
+        await self._junk(super().smtp_HELP, arg)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        # No @syntax: HELP does not list it, and EHLO never offers it.
+        await self.push(replies.S503_NO_AUTH)
+
+    # --- hello -----------------------------------------------------------------------
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        await self._hello(super().smtp_EHLO, hostname)
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        await self._hello(super().smtp_HELO, hostname)
+
+    def _reset_command_size_limits(self) -> None:
+        # aiosmtpd keeps these in one dict shared by every session, and each EHLO adds
+        # the SIZE (RFC 1870) and SMTPUTF8 (RFC 6531) allowances to MAIL's limit again:
+        # ours are per session and start over at each greeting.
+        self.command_size_limits = defaultdict(lambda: self.command_size_limit)
+
+    async def _hello(self, command: Any, hostname: str) -> None:
+        if hostname and UNSAFE_TEXT.search(hostname):
+            await self.push(replies.S501_BAD_HELO)  # it would reach Received: and the database
+            return
+        self._reset_command_size_limits()
+        self._greeting_or_hello = bool(hostname)  # "501 Syntax" still gets its code
+        try:
+            await command(hostname)
+        finally:
+            self._greeting_or_hello = False
+
+    # --- the message rate ------------------------------------------------------------
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str) -> None:
+        ip = self._counted_ip
+        if (
+            self._gate is not None
+            and ip is not None
+            and self.envelope is not None
+            and self.envelope.mail_from is None  # a nested MAIL is refused anyway
+            and not self._gate.allow_message(ip)
+        ):
+            log.warning("%s: over the message rate", ip)
+            await self.push(replies.S450_TOO_MUCH_MAIL.format(ip=ip))
+            return
         # Postfix's "501 5.1.7" instead of aiosmtpd's "553 malformed address".
         assert self.session is not None
         if self.session.host_name and self._malformed_path(arg, "FROM:"):
-            await self.push(S501_BAD_SENDER)
+            await self.push(replies.S501_BAD_SENDER)
             return
         await super().smtp_MAIL(arg)
 
-    async def smtp_RCPT(self, arg: str | None) -> None:
+    # --- addresses -------------------------------------------------------------------
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str) -> None:
         # Postfix's "501 5.1.3", once HELO and MAIL (which aiosmtpd checks first) were seen.
         assert self.session is not None and self.envelope is not None
         ready = self.session.host_name and self.envelope.mail_from
         if ready and self._malformed_path(arg, "TO:"):
-            await self.push(S501_BAD_ADDRESS)
+            await self.push(replies.S501_BAD_ADDRESS)
             return
         await super().smtp_RCPT(arg)
 
@@ -187,29 +249,67 @@ class MailrouteSMTP(SMTP):
         address, _rest = self._getaddr(path)
         return address is None
 
-    async def smtp_EHLO(self, hostname: str) -> None:
-        await self._hello(super().smtp_EHLO, hostname)
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        address, rest = super()._getaddr(arg)
+        if address and rest is not None and unbalanced_path(arg, rest):
+            return None, None
+        if address and UNSAFE_TEXT.search(address):
+            return None, None
+        return address, rest
 
-    async def smtp_HELO(self, hostname: str) -> None:
-        await self._hello(super().smtp_HELO, hostname)
+    # --- timeouts --------------------------------------------------------------------
+    # aiosmtpd restarts its timer only when a whole valid command has arrived, which makes
+    # the command timeout a deadline. While the message streams in, data_received moves
+    # the deadline with every chunk, within the minimum data rate. Our own work on the
+    # message (storing it, the in-session delivery) does not count against the client.
 
-    async def smtp_AUTH(self, arg: str | None) -> None:
-        # aiosmtpd answers "538 Encryption required" before TLS, as if AUTH could follow.
-        await self.push(S503_AUTH_NOT_ENABLED)
-
-    def _reset_command_size_limits(self) -> None:
-        # aiosmtpd keeps these in one dict shared by every session, and each EHLO adds
-        # the SIZE (RFC 1870) and SMTPUTF8 (RFC 6531) allowances to MAIL's limit again:
-        # ours are per session and start over at each greeting.
-        self.command_size_limits = defaultdict(lambda: self.command_size_limit)
-
-    async def _hello(self, command: Any, hostname: str) -> None:
-        if hostname and UNSAFE_TEXT.search(hostname):
-            await self.push(S501_BAD_HELO)  # it would reach our Received: line and database
-            return
-        self._reset_command_size_limits()
-        self._greeting_or_hello = bool(hostname)  # "501 Syntax" still gets its code
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        self._receiving = True
+        self._data_started = self.loop.time()
+        self._data_bytes = 0
         try:
-            await command(hostname)
+            await super().smtp_DATA(arg)
         finally:
-            self._greeting_or_hello = False
+            self._receiving = False
+            self._restart_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._receiving:
+            self._data_bytes += len(data)
+            wait = self._limits.timeout
+            if self._limits.min_data_rate > 0:
+                earned = self._data_bytes / self._limits.min_data_rate
+                deadline = self._data_started + self._limits.timeout + earned
+                wait = min(wait, deadline - self.loop.time())
+            self._reset_timeout(max(wait, 0.001))  # 0 would mean the default to aiosmtpd
+        super().data_received(data)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command != "DATA":
+            return await super()._call_handler_hook(command, *args)
+        self._receiving = False
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        try:
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            self._restart_timer()
+
+    def _restart_timer(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._reset_timeout()
+
+    def _timeout_cb(self) -> None:
+        if self.transport is None:
+            return
+        if not self._closing:
+            self._closing = True
+            log.info("%s: timeout", self._peer())
+            reply = replies.S421_TIMEOUT.format(hostname=self.hostname)
+            self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    def _peer(self) -> str:
+        peer = self.session.peer if self.session is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"

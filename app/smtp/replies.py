@@ -22,8 +22,6 @@ S550_BAD_SRS = (
 # Postfix's wording and codes for an address that does not parse (RFC 3463 X.1.3, X.1.7).
 S501_BAD_ADDRESS = "501 5.1.3 Bad recipient address syntax"
 S501_BAD_SENDER = "501 5.1.7 Bad sender address syntax"
-# This is an MX, not a submission server (RFC 4954 4): Postfix's reply without SASL.
-S503_AUTH_NOT_ENABLED = "503 5.5.1 Error: authentication not enabled"
 # Postfix's reject_invalid_helo_hostname; we only refuse control characters and non-UTF-8.
 S501_BAD_HELO = "501 5.5.2 Invalid HELO/EHLO hostname"
 # RFC 5321 4.5.3.1.8: at least 100 recipients must be buffered; more get a 452.
@@ -47,3 +45,11 @@ S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 # Connection limits (RFC 5321 3.8, as Postfix's anvil): the client should come back later.
 S421_TOO_MANY_FROM_YOU = "421 4.7.0 Too many connections from your address, try again later"
 S421_TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
+# Session limits (app.smtp.limits), worded as Postfix's smtpd. RFC 5321 3.8: a 421 names
+# the server, and the server closes the connection after it.
+S421_TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"
+S421_TOO_MANY_ERRORS = "421 4.7.0 {hostname} Error: too many errors"
+# RFC 5321 4.2.5 (450) and RFC 3463 X.7.1: refused by policy for now; retry later.
+S450_TOO_MUCH_MAIL = "450 4.7.1 Error: too much mail from {ip}, try again later"
+# This is an MX, not a submission server (RFC 6409): there is nothing to log in to.
+S503_NO_AUTH = "503 5.5.1 Error: authentication not enabled"

@@ -7,10 +7,10 @@ import ssl
 from pathlib import Path
 
 from app.smtp.handler import InboundHandler
-from app.smtp.protocol import Gate, MailrouteSMTP
+from app.smtp.limits import DEFAULT_LIMITS, Gate, SessionLimits
+from app.smtp.protocol import MailrouteSMTP
 
 IDENT = "mailroute ESMTP"
-IDLE_TIMEOUT = 300.0  # RFC 5321 4.5.3.2.7: the server waits at least 5 minutes per command
 
 
 def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
@@ -27,8 +27,8 @@ async def start_server(
     port: int,
     max_message_size: int,
     tls: ssl.SSLContext | None = None,
-    idle_timeout: float = IDLE_TIMEOUT,
     gate: Gate | None = None,
+    limits: SessionLimits = DEFAULT_LIMITS,
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
 
@@ -36,13 +36,13 @@ async def start_server(
         return MailrouteSMTP(
             handler,
             gate,
+            limits,
             data_size_limit=max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
             hostname=handler.config.hostname,
             ident=IDENT,
             tls_context=tls,
-            timeout=idle_timeout,
             loop=loop,
         )
 

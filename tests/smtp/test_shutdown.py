@@ -16,7 +16,7 @@ from app.db.models import Message
 from app.routing.srs import Srs
 from app.smtp import replies
 from app.smtp.handler import InboundConfig, InboundHandler
-from app.smtp.protocol import Gate
+from app.smtp.limits import Gate
 from app.smtp.server import start_server
 from tests.conftest import HOSTNAME
 from tests.smtp.conftest import LiveSmtp, in_thread

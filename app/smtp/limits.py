@@ -1,0 +1,112 @@
+"""What one client may do, after Postfix's smtpd and anvil: how many sessions it may hold,
+how much mail it may send per minute, how long it may take, how many errors it may make.
+
+The Gate is shared by every session of one server (one process); SessionLimits are the
+per-session settings the protocol enforces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.smtp.replies import (
+    S421_SHUTTING_DOWN,
+    S421_TOO_MANY_CONNECTIONS,
+    S421_TOO_MANY_FROM_YOU,
+)
+
+RATE_WINDOW = 60.0  # anvil_rate_time_unit: rates are per minute
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    # RFC 5321 4.5.3.2.7: at least 5 minutes for each command. The clock restarts only when
+    # a whole command has arrived, so a client trickling bytes cannot stretch it.
+    timeout: float = 300.0
+    # While the message streams in, every chunk buys more time, but no less than this many
+    # bytes a second overall (Postfix's smtpd_min_data_rate); 0 checks inactivity only.
+    min_data_rate: int = 500
+    # smtpd_hard_error_limit: after this many 4xx/5xx replies, 421 and close.
+    error_limit: int = 20
+    # smtpd_junk_command_limit: NOOP, RSET, VRFY and HELP past this count as errors.
+    junk_command_limit: int = 100
+
+
+DEFAULT_LIMITS = SessionLimits()
+
+
+class Gate:
+    """Who may open a session and send mail: nobody while draining for shutdown (421 4.3.2);
+    no more than ``max_per_ip`` sessions at once from one address, ``max_total`` in all
+    (421); no more than ``messages_per_minute`` MAIL commands from one address (0: no
+    limit). Sessions already open finish what they are doing."""
+
+    def __init__(
+        self,
+        *,
+        max_per_ip: int | None = None,
+        max_total: int | None = None,
+        messages_per_minute: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.draining = False
+        self.max_per_ip = max_per_ip
+        self.max_total = max_total
+        self.messages_per_minute = messages_per_minute
+        self.active = 0
+        self._clock = clock
+        self._per_ip: Counter[str] = Counter()
+        self._mail: dict[str, deque[float]] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def admit(self, ip: str) -> str | None:
+        """None, and the session counted; or the reply that turns it away."""
+        if self.draining:
+            return S421_SHUTTING_DOWN
+        if self.max_total is not None and self.active >= self.max_total:
+            return S421_TOO_MANY_CONNECTIONS
+        if self.max_per_ip is not None and self._per_ip[ip] >= self.max_per_ip:
+            return S421_TOO_MANY_FROM_YOU
+        self.active += 1
+        self._per_ip[ip] += 1
+        self._idle.clear()
+        return None
+
+    def closed(self, ip: str) -> None:
+        self.active -= 1
+        self._per_ip[ip] -= 1
+        if self._per_ip[ip] <= 0:
+            del self._per_ip[ip]
+        if self.active == 0:
+            self._idle.set()
+
+    def allow_message(self, ip: str) -> bool:
+        """Count one MAIL command from ``ip``; False when that is one too many this minute.
+        A sliding window: the oldest of the last ``messages_per_minute`` must be a minute
+        old. Refused attempts are not counted, so a client that waits gets through."""
+        if self.messages_per_minute <= 0:
+            return True
+        now = self._clock()
+        recent = self._mail.setdefault(ip, deque())
+        while recent and recent[0] <= now - RATE_WINDOW:
+            recent.popleft()
+        if len(recent) >= self.messages_per_minute:
+            return False
+        recent.append(now)
+        self._forget_idle(now)
+        return True
+
+    def _forget_idle(self, now: float) -> None:
+        # Keep memory bounded by the addresses seen in the last minute.
+        if len(self._mail) > 4 * max(self.active, 256):
+            for ip in [ip for ip, times in self._mail.items() if times[-1] <= now - RATE_WINDOW]:
+                del self._mail[ip]
+
+    async def wait_idle(self) -> None:
+        """Return once no session is open."""
+        await self._idle.wait()
