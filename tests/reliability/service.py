@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from app.db.engine import create_engine, create_sessionmaker, session_scope
 from app.db.models import Base, Delivery
@@ -55,21 +57,26 @@ async def _prepare(url: str) -> str:
         await engine.dispose()
 
 
-def count_deliveries(url: str, *statuses: str) -> int:
-    """Deliveries in the database (with one of ``statuses``, if given)."""
+@dataclass(frozen=True)
+class Claim:
+    status: str
+    claimed_by: str | None
+    claimed_until: datetime | None
 
-    async def count() -> int:
+
+def claims(url: str) -> list[Claim]:
+    """Every delivery's status and claim, as the workers left them."""
+
+    async def read() -> list[Claim]:
         engine = create_engine(url, pooled=False)
         try:
-            query = select(func.count()).select_from(Delivery)
-            if statuses:
-                query = query.where(Delivery.status.in_(statuses))
-            async with engine.connect() as connection:
-                return int(await connection.scalar(query) or 0)
+            query = select(Delivery.status, Delivery.claimed_by, Delivery.claimed_until)
+            async with create_sessionmaker(engine)() as session:
+                return [Claim(*row) for row in await session.execute(query)]
         finally:
             await engine.dispose()
 
-    return asyncio.run(count())
+    return asyncio.run(read())
 
 
 class Process:
@@ -175,9 +182,10 @@ class Installation:
         self.wait_ready(process)
         return process
 
-    def wait_ready(self, process: Process) -> None:
+    def wait_ready(self, process: Process, *, api: bool = True) -> None:
+        """Until the SMTP server greets and (with ``api``) the API answers."""
         deadline = time.monotonic() + START_TIMEOUT
-        while not (self.api_answers() and greeting("127.0.0.1", self.smtp_port)):
+        while not ((not api or self.api_answers()) and greeting("127.0.0.1", self.smtp_port)):
             process.check_alive()
             assert time.monotonic() < deadline, f"{process.name} not up:\n{process.output()}"
             time.sleep(0.05)
