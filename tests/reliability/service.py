@@ -15,10 +15,10 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from app.db.engine import create_engine, create_sessionmaker, session_scope
-from app.db.models import Base, Delivery
+from app.db.models import Base, Delivery, Message
 from app.services import aliases, destinations, domains, tokens
 from tests.conftest import HOSTNAME
 from tests.peers.processes import greeting
@@ -77,6 +77,21 @@ def claims(url: str) -> list[Claim]:
             await engine.dispose()
 
     return asyncio.run(read())
+
+
+def count_messages(url: str) -> int:
+    """Messages stored (a message leaves once every delivery of it is settled)."""
+
+    async def count() -> int:
+        engine = create_engine(url, pooled=False)
+        try:
+            async with engine.connect() as connection:
+                query = select(func.count()).select_from(Message)
+                return int(await connection.scalar(query) or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
 
 
 class Process:
