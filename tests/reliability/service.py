@@ -124,11 +124,6 @@ class Process:
             )
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
@@ -150,11 +145,6 @@ class Process:
         assert self.popen is not None
         self.popen.send_signal(signal.SIGKILL)
         self.popen.wait(STOP_TIMEOUT)
-
-    def terminate(self) -> int:
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGTERM)
-        return self.popen.wait(STOP_TIMEOUT)
 
     def reap(self) -> None:
         """Whatever a failed test left running, gone."""
