@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     queue_lifetime: timedelta = timedelta(days=5)
     activity_retention_days: int = Field(default=30, ge=1)
     shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
+    # Seconds a worker's claim on a delivery lasts; a worker killed mid-delivery holds it
+    # that long before another worker (on PostgreSQL) takes the delivery over.
+    delivery_lease: float = Field(default=600.0, ge=1, le=86400)
     # Postfix's anvil default: 50 concurrent sessions per client address.
     max_connections_per_ip: int = Field(default=50, ge=1)
     max_connections: int = Field(default=1000, ge=1)

@@ -94,7 +94,11 @@ def delivery_worker(rt: Runtime) -> DeliveryWorker:
         starttls=not smarthost or s.smarthost_tls == "starttls",
     )
     config = WorkerConfig(
-        hostname=s.hostname, delivery_port=s.delivery_port, relay=relay, smarthost=smarthost
+        hostname=s.hostname,
+        delivery_port=s.delivery_port,
+        relay=relay,
+        smarthost=smarthost,
+        lease=timedelta(seconds=s.delivery_lease),
     )
     return DeliveryWorker(rt.sessionmaker, rt.resolver, config)
 

@@ -91,3 +91,12 @@ def test_settings_bad_value_is_one_line_naming_it(
     message = str(caught.value)
     assert message.startswith(f"invalid setting {variable}: ")
     assert "\n" not in message
+
+
+def test_settings_delivery_lease_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(hostname="mx.example.org").delivery_lease == 600.0
+    monkeypatch.setenv("MAILROUTE_DELIVERY_LEASE", "7.5")
+    assert load_settings(hostname="mx.example.org").delivery_lease == 7.5
+    monkeypatch.setenv("MAILROUTE_DELIVERY_LEASE", "0")
+    with pytest.raises(SettingsError, match="MAILROUTE_DELIVERY_LEASE"):
+        load_settings(hostname="mx.example.org")

@@ -114,7 +114,7 @@ class DeliveryWorker:
         """
         now = self.clock()
         async with session_scope(self.sessionmaker) as session:
-            claimed = await queue.claim(session, ids, self.id, now + self.config.lease)
+            claimed = await queue.claim(session, ids, self.id, now, now + self.config.lease)
         if not claimed:
             return InlineResult()
         attempt = asyncio.ensure_future(self._deliver_unsettled(claimed))

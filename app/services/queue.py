@@ -44,24 +44,37 @@ async def claim_due(
             .with_for_update(skip_locked=True)
         )
     )
-    return await claim(session, ids, worker, now + lease)
+    return await claim(session, ids, worker, now, now + lease)
 
 
 async def claim(
-    session: AsyncSession, ids: Sequence[int], worker: str, until: datetime
+    session: AsyncSession, ids: Sequence[int], worker: str, now: datetime, until: datetime
 ) -> list[Delivery]:
-    """Claim the given deliveries (those still waiting), with their messages loaded."""
+    """Claim those of the given deliveries that wait and that no live claim holds, with
+    their messages loaded.
+
+    A live claim is never taken over, not even one by the same ``worker`` (in ``serve``
+    the queue step and the in-session attempt share an id): whoever holds it sends.
+    """
     if not ids:
         return []
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status.in_(WAITING))
-        .values(status=DELIVERING, claimed_by=worker, claimed_until=until)
-        .execution_options(synchronize_session=False)
+    free = (Delivery.status == QUEUED) | (Delivery.claimed_until < now)
+    # RETURNING names the rows this statement claimed, not older claims by ``worker``.
+    claimed = list(
+        await session.scalars(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.status.in_(WAITING), free)
+            .values(status=DELIVERING, claimed_by=worker, claimed_until=until)
+            .returning(Delivery.id)
+            .execution_options(synchronize_session=False)
+        )
     )
+    if not claimed:
+        return []
     rows = await session.scalars(
         select(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.claimed_by == worker)
+        .where(Delivery.id.in_(claimed))
+        .order_by(Delivery.id)
         .options(selectinload(Delivery.message))
         .execution_options(populate_existing=True)
     )

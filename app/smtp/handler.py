@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import secrets
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: the minimum a server must accept
 MAX_RECEIVED = 30
 DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
+POSTGRESQL_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full (Appendix A)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +242,13 @@ def _protocol(session: Any, envelope: Any) -> str:
 
 
 def _disk_full(exc: BaseException) -> bool:
-    text = str(exc).lower()
+    """Whether storing failed for want of space: ENOSPC, SQLite's SQLITE_FULL, or
+    PostgreSQL's SQLSTATE 53100 (disk_full). Codes, not message text: PostgreSQL words
+    its messages in the server's lc_messages language."""
+    orig = getattr(exc, "orig", None) or exc
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
     return (
-        (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
-        or "disk is full" in text
-        or "no space left" in text
+        (isinstance(orig, OSError) and orig.errno == errno.ENOSPC)
+        or (isinstance(sqlite_code, int) and sqlite_code & 0xFF == sqlite3.SQLITE_FULL)
+        or getattr(orig, "sqlstate", None) == POSTGRESQL_DISK_FULL
     )

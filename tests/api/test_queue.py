@@ -97,7 +97,7 @@ async def defer(sessionmaker: Sessionmaker, delivery_id: int, retry_at: datetime
 
 async def claim(sessionmaker: Sessionmaker, delivery_id: int, until: datetime) -> None:
     async with session_scope(sessionmaker) as session:
-        assert await queue.claim(session, [delivery_id], "worker-a", until)
+        assert await queue.claim(session, [delivery_id], "worker-a", utcnow(), until)
 
 
 async def deliveries(sessionmaker: Sessionmaker) -> list[Delivery]:

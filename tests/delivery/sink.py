@@ -108,6 +108,7 @@ class Sink:
     tls_context: ssl.SSLContext | None = None  # offer STARTTLS with this
     smtputf8: bool = True  # advertise SMTPUTF8 (RFC 6531)
     received: list[Received] = field(default_factory=list)
+    stalls_begun: int = 0  # stalls that have started, so a test knows a client waits
     _plans: dict[str, deque[_Plan]] = field(
         default_factory=lambda: {"rcpt": deque(), "data": deque()}
     )
@@ -153,6 +154,12 @@ class Sink:
                 raise TimeoutError(f"the sink got {len(self.received)} of {count} messages")
             return list(self.received)
 
+    def wait_stalling(self, count: int = 1, timeout: float = 10.0) -> None:
+        """Block until ``count`` planned stalls have begun (a client waits for a reply)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self.stalls_begun >= count, timeout):
+                raise TimeoutError(f"{self.stalls_begun} of {count} stalls began")
+
     def refuse_rcpt(self, reply: str, times: int = 1) -> None:
         """Answer the next ``times`` RCPT commands with ``reply``, e.g. "550 5.1.1 no"."""
         self._plan("rcpt", _Plan(reply=reply), times)
@@ -180,6 +187,9 @@ class Sink:
         if plan is None:
             return None
         if plan.stall:
+            with self._lock:
+                self.stalls_begun += 1
+                self._lock.notify_all()
             await asyncio.sleep(plan.stall)
         if plan.drop:
             assert server.transport is not None

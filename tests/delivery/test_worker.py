@@ -557,6 +557,22 @@ async def test_worker_delivers_a_claim_whose_lease_lapsed(
     assert len(sink.received) == 1
 
 
+async def test_attempt_inline_leaves_a_delivery_the_queue_step_claimed(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    # In `serve` one worker does both: its queue step may claim a message between the
+    # DATA commit and the in-session attempt. Sending it again would be a duplicate.
+    ids = await queue_inbound(sessionmaker, clock)
+    assert await claim_due(sessionmaker, worker.id, clock) == ids
+
+    result = await worker.attempt_inline(ids, patience=5)
+
+    assert not result.delivered and result.refusal_reply() is None
+    assert sink.received == []
+    [delivery] = await all_deliveries(sessionmaker)
+    assert (delivery.status, delivery.claimed_until) == ("delivering", clock() + LEASE)
+
+
 async def test_release_claims_puts_claims_back(sessionmaker: Sessionmaker, clock: Clock) -> None:
     ids = await queue_inbound(sessionmaker, clock)
     await claim_due(sessionmaker, "worker-a", clock)
