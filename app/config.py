@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     # Postfix's anvil default: 50 concurrent sessions per client address.
     max_connections_per_ip: int = Field(default=50, ge=1)
     max_connections: int = Field(default=1000, ge=1)
+    # API rate limits, kept in each node's memory: requests per minute per token, with a
+    # burst, and failed authentications per minute per client address. 0 turns one off.
+    api_rate_limit: int = Field(default=600, ge=0)
+    api_rate_burst: int = Field(default=120, ge=1)
+    api_auth_failure_limit: int = Field(default=30, ge=0)
 
     @field_validator("smarthost")
     @classmethod
