@@ -94,6 +94,8 @@ class InboundHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
+        if message.breaks_lines(address):
+            return replies.S501_BAD_SENDER
         # aiosmtpd keeps "<>" as the sender (its own checks need a non-empty one).
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)

@@ -20,6 +20,9 @@ S550_BAD_SRS = (
     "550 5.1.1 <{address}>: Recipient address rejected: invalid or expired bounce address"
 )
 S501_BAD_ADDRESS = "501 5.1.3 Bad recipient address syntax"
+# A sender with a control character (aiosmtpd splits command lines at LF only, so a bare
+# CR gets through): it would reach our DSN's header and the next hop's MAIL FROM.
+S501_BAD_SENDER = "501 5.1.7 Bad sender address syntax"
 # RFC 5321 4.5.3.1.8: at least 100 recipients must be buffered; more get a 452.
 S452_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 # Never a 5xx and never an accept when we cannot decide: the client will retry.
