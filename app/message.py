@@ -62,7 +62,13 @@ def message_id(content: bytes) -> str | None:
     if match is None:
         return None
     value = b" ".join(match.group("value").split()).decode("utf-8", "replace")
-    return value[:998] or None
+    return header_safe(value)[:998] or None  # a NUL is the client's, not a storage error
+
+
+def safe_helo(helo: str | None) -> str | None:
+    """The EHLO name as we record it: reduced to safe characters, at most 255 (a domain
+    name's limit, and the column's), so no client's choice can fail storage or a header."""
+    return _UNSAFE_IN_RECEIVED.sub("?", helo)[:255] if helo else None
 
 
 def received_header(
@@ -77,7 +83,7 @@ def received_header(
 ) -> bytes:
     """Our trace field (RFC 5321 4.4). Client-supplied text is reduced to safe characters,
     so nothing it sends can end the field or add another."""
-    helo_text = _UNSAFE_IN_RECEIVED.sub("?", helo or "unknown")[:255]
+    helo_text = safe_helo(helo) or "unknown"
     ip_text = _UNSAFE_IN_RECEIVED.sub("?", client_ip or "unknown")[:64]  # IPv6: 45 at most
     lines = [
         f"Received: from {helo_text} ([{ip_text}])",

@@ -139,3 +139,64 @@ async def test_rcpt_with_a_bare_cr_is_501(
 
     assert answers[3] == reply_line(replies.S501_BAD_ADDRESS)
     assert await stored(sessionmaker) == []
+
+
+# --- what we store of it: a client's odd text is never a storage error (PostgreSQL) -------
+
+
+def sender_of(octets: int) -> bytes:
+    domain = b"@sender.example"
+    return b"<" + b"a" * (octets - len(domain)) + domain + b">"
+
+
+async def test_mail_from_of_254_octets_is_stored(
+    smtp_server: LiveSmtp, routed: None, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # RFC 5321 4.5.3.1.3: 256 octets with the angle brackets.
+    answers = await transaction(
+        smtp_server, b"client.example", sender_of(254), b"<shop@example.org>"
+    )
+
+    assert answers[-1].startswith(b"250 ")
+    assert [len(m.mail_from) for m in await stored(sessionmaker)] == [254]
+
+
+async def test_mail_from_over_254_octets_is_501(
+    smtp_server: LiveSmtp, routed: None, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    answers = await transaction(
+        smtp_server, b"client.example", sender_of(400), b"<shop@example.org>"
+    )
+
+    assert answers[2] == reply_line(replies.S501_SENDER_TOO_LONG)
+    assert await stored(sessionmaker) == []
+
+
+async def test_data_message_id_with_nul_is_stored(
+    smtp_server: LiveSmtp, routed: None, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    odd = BODY.replace(b"<1@sender.example>", b"<1\x00\xc2\x85@sender.example>")
+    commands = [
+        b"EHLO client.example",
+        b"MAIL FROM:<a@sender.example>",
+        b"RCPT TO:<shop@example.org>",
+        b"DATA",
+        odd + b".",
+    ]
+
+    answers = await in_thread(lambda: dialogue(smtp_server, commands))
+
+    assert answers[-1].startswith(b"250 ")
+    assert [m.message_id for m in await stored(sessionmaker)] == ["<1??@sender.example>"]
+
+
+async def test_ehlo_name_is_stored_as_in_the_received_field(
+    smtp_server: LiveSmtp, routed: None, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await transaction(
+        smtp_server, b"\x00odd\xc3\xa9" + b"a" * 400, b"<a@sender.example>", b"<shop@example.org>"
+    )
+
+    [message] = await stored(sessionmaker)
+    assert message.helo == ("?odd?" + "a" * 400)[:255]
+    assert message.content.startswith(f"Received: from {message.helo} (".encode())
