@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=300.0, gt=0, le=3600)
     smtp_min_data_rate: int = Field(default=500, ge=0)
     smtp_error_limit: int = Field(default=20, ge=1)
+    # API rate limits, kept in each node's memory: requests per minute per token, with a
+    # burst, and failed authentications per minute per client address. 0 turns one off.
+    api_rate_limit: int = Field(default=600, ge=0)
+    api_rate_burst: int = Field(default=120, ge=1)
+    api_auth_failure_limit: int = Field(default=30, ge=0)
 
     @field_validator("smarthost")
     @classmethod

@@ -24,9 +24,8 @@ Every class has a ``code``: the stable, machine-readable name the API puts in
     │   ├── InvalidRule            e.g. a forward rule without destinations
     │   ├── UnknownDestination     a rule names an inbox not added as a destination
     │   └── UndeliverableDomain    the destination's domain cannot receive mail (RFC 7505)
-    ├── VerificationFailed        a verification link that cannot be used
-    │   ├── VerificationUnknown    never issued, or already used (404)
-    │   └── VerificationExpired    issued more than its lifetime ago (410)
+    ├── VerificationFailed        a verification link never issued, used or expired (404):
+    │                               one answer for all three, so a guess learns nothing
     └── DnsError                  raised by app.resolver, translated from dnspython
         ├── DnsNoSuchDomain        NXDOMAIN: an authoritative "does not exist"
         └── DnsTemporaryFailure    timeout, SERVFAIL, no nameserver reachable
@@ -113,14 +112,6 @@ class UndeliverableDomain(InvalidInput):
 
 class VerificationFailed(MailrouteError):
     code = "verification_failed"
-
-
-class VerificationUnknown(VerificationFailed):
-    code = "verification_unknown"
-
-
-class VerificationExpired(VerificationFailed):
-    code = "verification_expired"
 
 
 class DnsError(MailrouteError):

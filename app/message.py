@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from email.utils import format_datetime
 
 MAX_HEADER_SCAN = 1024 * 1024  # a header section larger than this is not looked into further
 _FIELD_START = re.compile(rb"^(?P<name>[!-9;-~]+)[ \t]*:", re.MULTILINE)
 _UNSAFE_IN_RECEIVED = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 MAX_LINE_OCTETS = 1000  # RFC 5321 4.5.3.1.6 and RFC 5322 2.1.1, the CRLF included
 _LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE_OCTETS - 1))
+
+
+# C0 and C1 controls (CR, LF, NUL, NEL, ...) and DEL, and Unicode's line and paragraph
+# separators: characters some reader of a header field takes as the end of a line.
+LINE_BREAKING_CATEGORIES = ("Cc", "Zl", "Zp")
+
+
+def breaks_lines(text: str) -> bool:
+    """Whether ``text`` has a character that could end or fold a header line somewhere."""
+    return any(unicodedata.category(char) in LINE_BREAKING_CATEGORIES for char in text)
+
+
+def header_safe(text: str, replacement: str = "?") -> str:
+    """``text`` with every line-breaking character replaced, safe inside a header field."""
+    return "".join(
+        replacement if unicodedata.category(char) in LINE_BREAKING_CATEGORIES else char
+        for char in text
+    )
 
 
 def header_section(content: bytes) -> bytes:
@@ -57,8 +75,13 @@ def message_id(content: bytes) -> str | None:
     if match is None:
         return None
     value = b" ".join(match.group("value").split()).decode("utf-8", "replace")
-    # Kept in a text column, where PostgreSQL refuses NUL: no control characters.
-    return _CONTROL.sub("?", value)[:998] or None
+    return header_safe(value)[:998] or None  # a NUL is the client's, not a storage error
+
+
+def safe_helo(helo: str | None) -> str | None:
+    """The EHLO name as we record it: reduced to safe characters, at most 255 (a domain
+    name's limit, and the column's), so no client's choice can fail storage or a header."""
+    return _UNSAFE_IN_RECEIVED.sub("?", helo)[:255] if helo else None
 
 
 def received_header(
@@ -73,17 +96,19 @@ def received_header(
 ) -> bytes:
     """Our trace field (RFC 5321 4.4). Client-supplied text is reduced to safe characters,
     so nothing it sends can end the field or add another."""
-    helo_text = _UNSAFE_IN_RECEIVED.sub("?", helo or "unknown")[:255]
-    ip_text = _UNSAFE_IN_RECEIVED.sub("?", client_ip or "unknown")
+    helo_text = safe_helo(helo) or "unknown"
+    ip_text = _UNSAFE_IN_RECEIVED.sub("?", client_ip or "unknown")[:64]  # IPv6: 45 at most
     lines = [
         f"Received: from {helo_text} ([{ip_text}])",
         f"\tby {hostname} (mailroute) with {protocol} id {queue_id}",
     ]
     if recipient is not None:
-        lines.append(f"\tfor <{_UNSAFE_RECIPIENT.sub('?', recipient)}>")
+        safe = header_safe(_UNSAFE_RECIPIENT.sub("?", recipient))[:MAX_RECIPIENT_IN_TRACE]
+        lines.append(f"\tfor <{safe}>")
     lines[-1] += ";"
     lines.append(f"\t{format_datetime(now)}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
 _UNSAFE_RECIPIENT = re.compile(r"[\x00-\x20<>\x7f]")
+MAX_RECIPIENT_IN_TRACE = 320  # 64 + @ + 255 (RFC 5321 4.5.3.1): the line stays short

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.app import create_app
 from app.api.context import ApiContext
+from app.api.ratelimit import Rate
 from app.config import Settings
 from app.db.engine import create_engine, create_sessionmaker, session_scope
 from app.delivery.mx import Target
@@ -186,13 +187,26 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
+def api_rates(s: Settings) -> tuple[Rate | None, Rate | None]:
+    """Per token and per address for failures, from the settings (0: off); a minute's
+    worth of failures may come at once."""
+    failures = s.api_auth_failure_limit
+    return (
+        Rate(s.api_rate_limit, s.api_rate_burst) if s.api_rate_limit else None,
+        Rate(failures, failures) if failures else None,
+    )
+
+
 async def run_api(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Event) -> None:
     s = rt.settings
+    token_rate, auth_failure_rate = api_rates(s)
     context = ApiContext(
         sessionmaker=rt.sessionmaker,
         resolver=rt.resolver,
         identity=MailIdentity(hostname=s.hostname, public_url=s.public_url),
         on_queued=worker.wake if worker else None,
+        token_rate=token_rate,
+        auth_failure_rate=auth_failure_rate,
     )
     config = uvicorn.Config(
         create_app(context),

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from app.api.ratelimit import Rate
 from app.config import Nameserver, SettingsError, load_settings
+from app.runtime import api_rates
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +102,27 @@ def test_settings_delivery_lease_in_seconds(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MAILROUTE_DELIVERY_LEASE", "0")
     with pytest.raises(SettingsError, match="MAILROUTE_DELIVERY_LEASE"):
         load_settings(hostname="mx.example.org")
+
+
+def test_settings_api_rate_limits_default_to_600_a_minute() -> None:
+    settings = load_settings(hostname="mx.example.org")
+
+    assert (settings.api_rate_limit, settings.api_rate_burst) == (600, 120)
+    assert settings.api_auth_failure_limit == 30
+
+
+def test_settings_api_rate_limit_refuses_negative() -> None:
+    with pytest.raises(SettingsError, match="MAILROUTE_API_RATE_LIMIT"):
+        load_settings(hostname="mx.example.org", api_rate_limit=-1)
+
+
+def test_api_rates_from_settings() -> None:
+    settings = load_settings(hostname="mx.example.org", api_rate_limit=60, api_rate_burst=5)
+
+    assert api_rates(settings) == (Rate(60, 5), Rate(30, 30))
+
+
+def test_api_rates_zero_turns_a_limit_off() -> None:
+    settings = load_settings(hostname="mx.example.org", api_rate_limit=0, api_auth_failure_limit=0)
+
+    assert api_rates(settings) == (None, None)

@@ -1,10 +1,94 @@
-"""The pure functions on message bytes that decide what the SMTP server refuses."""
+"""app.message: what the SMTP server refuses in content, and our Received field keeping
+whatever the client sent inside it."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
 
 import pytest
 
 from app import message
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+BODY = b"From: a@sender.example\r\nTo: shop@example.org\r\nSubject: hi\r\n\r\nHello\r\n"
+INJECTIONS = {
+    "CRLF": "x\r\nBcc: victim@evil.example",
+    "bare LF": "x\nBcc: victim@evil.example",
+    "bare CR": "x\rBcc: victim@evil.example",
+    "blank line": "x\r\n\r\nBody: starts here",
+    "header-like": "x Bcc: victim@evil.example",
+    "NUL": "x\x00y",
+    "NEL": "x\x85Bcc: y",
+    "line separator": "x\u2028Bcc: y",
+    "non-ASCII": "\u00e9vil.example",
+    "long": "a" * 5000,
+}
+
+
+def received(**overrides: str | None) -> bytes:
+    fields: dict[str, str | None] = {
+        "helo": "client.example",
+        "client_ip": "192.0.2.1",
+        "recipient": "shop@example.org",
+    }
+    fields.update(overrides)
+    return message.received_header(
+        hostname="mx.mailroute.example",
+        protocol="ESMTP",
+        queue_id="abc123",
+        now=NOW,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def assert_one_clean_field(trace: bytes) -> None:
+    parsed = BytesParser(policy=policy.SMTP).parsebytes(trace + BODY)
+    assert parsed.keys() == ["Received", "From", "To", "Subject"]
+    assert parsed.get_content().startswith("Hello")
+    lines = trace.split(b"\r\n")
+    assert lines[-1] == b""  # ends with CRLF, and no other line ending anywhere:
+    assert all(b"\r" not in line and b"\n" not in line for line in lines)
+    assert all(len(line) <= 998 for line in lines)  # RFC 5322 2.1.1
+    assert all(line.startswith(b"\t") for line in lines[1:-1])  # continuation lines only
+    # Nor anything another reader could take for a line end (NEL, U+2028) or choke on (NUL).
+    assert trace.decode("utf-8").replace("\r\n\t", " ").removesuffix("\r\n").isprintable()
+
+
+@pytest.mark.parametrize("field", ["helo", "client_ip", "recipient"])
+@pytest.mark.parametrize("text", INJECTIONS.values(), ids=INJECTIONS.keys())
+def test_received_header_client_text_stays_in_one_field(field: str, text: str) -> None:
+    assert_one_clean_field(received(**{field: text}))
+
+
+@pytest.mark.parametrize("field", ["helo", "client_ip"])
+@pytest.mark.parametrize("text", INJECTIONS.values(), ids=INJECTIONS.keys())
+def test_received_header_helo_and_ip_are_ascii(field: str, text: str) -> None:
+    assert received(**{field: text}).isascii()
+
+
+def test_received_header_keeps_a_non_ascii_recipient() -> None:
+    # SMTPUTF8 (RFC 6531): an internationalized recipient is written as it is.
+    trace = received(recipient="j\u00f6rg@example.org")
+
+    assert "\tfor <j\u00f6rg@example.org>;".encode() in trace
+
+
+def test_received_header_without_helo_or_recipient() -> None:
+    trace = received(helo=None, recipient=None)
+
+    assert trace.startswith(b"Received: from unknown ([192.0.2.1])\r\n")
+    assert b"\tfor " not in trace
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("a\rb", True), ("a\x00", True), ("a\u2028", True), ("a\x85", True), ("j\u00f6rg", False)],
+)
+def test_breaks_lines(text: str, expected: bool) -> None:
+    assert message.breaks_lines(text) is expected
+
 
 BARE = {
     "lf": b"a\nb\r\n",

@@ -33,8 +33,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         (404, "Not found"),
         (409, "Conflicts with the current state"),
         (422, "Invalid value"),
+        (429, "Too many requests with this token, or failed ones from this address"),
         (503, "Database or DNS unavailable"),
     ]
+}
+ERROR_RESPONSES[429]["headers"] = {
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
 }
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.api.ratelimit import Clock, Rate
 from app.resolver import Resolver
 from app.services.destinations import MailIdentity
 
@@ -18,3 +20,7 @@ class ApiContext:
     identity: MailIdentity
     # Wakes a delivery worker in the same process when mail is queued (serve).
     on_queued: Callable[[], None] | None = None
+    # Requests per token, and failed authentications per client address; None: no limit.
+    token_rate: Rate | None = None
+    auth_failure_rate: Rate | None = None
+    clock: Clock = time.monotonic

@@ -20,16 +20,14 @@ from app.errors import (
     InvalidInput,
     MailrouteError,
     NotFound,
-    VerificationExpired,
-    VerificationUnknown,
+    VerificationFailed,
 )
 
 log = logging.getLogger(__name__)
 
 # First match wins, so subclasses come before their bases.
 STATUS_BY_ERROR: list[tuple[type[MailrouteError], int]] = [
-    (VerificationExpired, 410),
-    (VerificationUnknown, 404),
+    (VerificationFailed, 404),
     (NotFound, 404),
     (Conflict, 409),
     (InvalidInput, 422),

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 import secrets
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
 from app import message as message_bytes
+from app.message import header_safe
 
 _LINE_BREAKS = re.compile(r"[\r\n\t]+")
 _IP_ADDRESS = re.compile(
@@ -20,6 +22,9 @@ _IP_ADDRESS = re.compile(
     r"|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|[0-9a-f:]*[0-9a-f]::[0-9a-f:]*",  # IPv6
     re.IGNORECASE,
 )
+_PARTIAL_ESCAPE = re.compile(r"\\x\{[0-9A-F]*$")
+# Status fields are lines of one header section (RFC 5322 2.1.1: at most 998 octets).
+MAX_DIAGNOSTIC = 900
 HIDDEN_DOMAIN = "the destination domain"
 HIDDEN_ADDRESS = "[address hidden]"
 
@@ -47,7 +52,7 @@ def build(
     message_id = f"<{secrets.token_hex(16)}@{hostname}>"
     headers = [
         f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>",
-        f"To: <{sender}>",
+        f"To: <{header_safe(sender)}>",
         "Subject: Undelivered Mail Returned to Sender",
         f"Date: {format_datetime(now)}",
         f"Message-ID: {message_id}",
@@ -55,23 +60,23 @@ def build(
         "MIME-Version: 1.0",
         f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
     ]
-    recipients = ", ".join(f"<{f.original_recipient}>" for f in failures)
+    recipients = ", ".join(f"<{header_safe(f.original_recipient)}>" for f in failures)
     text = [
         f"This is the mail system at {hostname}.",
         "",
-        f"Your message could not be delivered to {recipients}.",
+        *_wrap(f"Your message could not be delivered to {recipients}."),
         "",
-        *(f"<{f.original_recipient}>: {_hide(f.diagnostic, f)}" for f in failures),
+        *(line for f in failures for line in _explained(f)),
     ]
     per_message = [f"Reporting-MTA: dns; {hostname}", f"Arrival-Date: {format_datetime(arrival)}"]
     per_recipient = [
         "\r\n".join(
             [
-                f"Original-Recipient: rfc822; {f.original_recipient}",
-                f"Final-Recipient: rfc822; {f.original_recipient}",
+                f"Original-Recipient: {_address_field(f.original_recipient)}",
+                f"Final-Recipient: {_address_field(f.original_recipient)}",
                 f"Action: {f.action}",
                 f"Status: {f.status}",
-                f"Diagnostic-Code: smtp; {_hide(f.diagnostic, f)}",
+                f"Diagnostic-Code: smtp; {_status_text(_hide(f.diagnostic, f))}",
                 f"Last-Attempt-Date: {format_datetime(now)}",
             ]
         )
@@ -94,7 +99,32 @@ def build(
 
 
 def _hide(diagnostic: str, failure: Failure) -> str:
-    return hide_destination(diagnostic, failure.destination, failure.original_recipient)
+    text = hide_destination(diagnostic, failure.destination, failure.original_recipient)
+    return header_safe(text)
+
+
+def _explained(failure: Failure) -> list[str]:
+    # The remote's reply, wrapped: it may be long, and in UTF-8 up to 4 octets a character.
+    wrapped = _wrap(_hide(failure.diagnostic, failure))
+    return [f"<{header_safe(failure.original_recipient)}>:", *(f"    {w}" for w in wrapped), ""]
+
+
+def _wrap(text: str) -> list[str]:
+    return textwrap.wrap(text, 72, break_long_words=True, break_on_hyphens=False)
+
+
+def _address_field(address: str) -> str:
+    # RFC 6533 3: an internationalized address is of type utf-8, its non-ASCII escaped.
+    return f"{'rfc822' if address.isascii() else 'utf-8'}; {_status_text(address)}"
+
+
+def _status_text(text: str) -> str:
+    """A field value for the message/delivery-status part, whose fields are ASCII (RFC 3464
+    2.1.2): other characters written as RFC 6533 3's \\x{HHHH}, and the line kept short."""
+    escaped = "".join(c if c.isascii() else f"\\x{{{ord(c):04X}}}" for c in header_safe(text))
+    if len(escaped) <= MAX_DIAGNOSTIC:
+        return escaped
+    return _PARTIAL_ESCAPE.sub("", escaped[:MAX_DIAGNOSTIC])
 
 
 def hide_destination(text: str, destination: str, alias: str) -> str:

@@ -21,8 +21,7 @@ from app.errors import (
     DnsError,
     InvalidAddress,
     UndeliverableDomain,
-    VerificationExpired,
-    VerificationUnknown,
+    VerificationFailed,
 )
 from app.resolver import Resolver, is_null_mx
 from app.services import outbox
@@ -32,6 +31,7 @@ from app.services.integrity import flush_unique
 log = logging.getLogger(__name__)
 
 VERIFICATION_LIFETIME = timedelta(hours=24)
+UNUSABLE_LINK = "this verification link is unknown, already used or expired; ask for a new one"
 PENDING = "pending"
 VERIFIED = "verified"
 
@@ -167,10 +167,10 @@ async def _usable_token(session: AsyncSession, token: str, now: datetime) -> Ver
     row = await session.scalar(
         select(VerificationToken).where(VerificationToken.token_hash == hash_secret(token))
     )
-    if row is None or row.used_at is not None:
-        raise VerificationUnknown("this verification link is unknown or has already been used")
-    if row.expires_at <= now:
-        raise VerificationExpired("this verification link has expired; ask for a new one")
+    # Unknown, used and expired get one answer: telling them apart would confirm to whoever
+    # tries links that one was once issued.
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise VerificationFailed(UNUSABLE_LINK)
     await session.refresh(row, ["destination"])
     return row
 

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: the minimum a server must accept
 MAX_RECEIVED = 30
+# RFC 5321 4.5.3.1.3: a path, "<" and ">" included, is at most 256 octets; the stored
+# sender (and its SRS form) must fit the 320-character columns.
+MAX_PATH_OCTETS = 256 - 2
 DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
 POSTGRESQL_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full (Appendix A)
 
@@ -96,6 +99,10 @@ class InboundHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
+        if message.breaks_lines(address):
+            return replies.S501_BAD_SENDER
+        if len(address.encode("utf-8", "surrogateescape")) > MAX_PATH_OCTETS:
+            return replies.S501_SENDER_TOO_LONG
         # aiosmtpd keeps "<>" as the sender (its own checks need a non-empty one).
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -157,7 +164,7 @@ class InboundHandler:
         arrival = inbound.Arrival(
             queue_id=queue_id,
             client_ip=_peer_ip(session),
-            helo=session.host_name,
+            helo=message.safe_helo(session.host_name),
             mail_from=transaction.mail_from,
             content=trace + content,
             message_id=message.message_id(content),

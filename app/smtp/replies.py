@@ -21,9 +21,13 @@ S550_BAD_SRS = (
 )
 # Postfix's wording and codes for an address that does not parse (RFC 3463 X.1.3, X.1.7).
 S501_BAD_ADDRESS = "501 5.1.3 Bad recipient address syntax"
+# Also a sender with a control character (aiosmtpd splits command lines at LF only, so a
+# bare CR gets through): it would reach our DSN's header and the next hop's MAIL FROM.
 S501_BAD_SENDER = "501 5.1.7 Bad sender address syntax"
 # Postfix's reject_invalid_helo_hostname; we only refuse control characters and non-UTF-8.
 S501_BAD_HELO = "501 5.5.2 Invalid HELO/EHLO hostname"
+# RFC 5321 4.5.3.1.3 and 4.5.3.1.10: a path is at most 256 octets, "501 Path too long".
+S501_SENDER_TOO_LONG = "501 5.1.7 Path too long"
 # RFC 5321 4.5.3.1.8: at least 100 recipients must be buffered; more get a 452.
 S452_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 # Never a 5xx and never an accept when we cannot decide: the client will retry.

@@ -239,6 +239,16 @@ async def test_list_activity_naive_since_is_422(client: httpx.AsyncClient) -> No
     assert response.json()["error"]["code"] == "validation_error"
 
 
+@pytest.mark.parametrize("since", ["0.5", "1700000000", "-1"])
+async def test_list_activity_since_as_a_number_is_422(
+    client: httpx.AsyncClient, since: str
+) -> None:
+    # Pydantic would read these as Unix timestamps; the document promises date-time text.
+    response = await client.get("/v1/activity", params={"since": since})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+
+
 async def test_list_activity_filters_combine(
     client: httpx.AsyncClient, sessionmaker: Sessionmaker
 ) -> None:

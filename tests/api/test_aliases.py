@@ -208,6 +208,17 @@ async def test_create_alias_answers_expires_at_in_utc(
     assert body["expires_at"] == "2099-01-01T00:00:00Z"
 
 
+@pytest.mark.parametrize("expires_at", [4102444800, 0.5, "4102444800"])
+async def test_create_alias_expires_at_as_a_timestamp_is_422(
+    client: httpx.AsyncClient, domain: str, verified: str, expires_at: object
+) -> None:
+    body = {"local_part": "shop", "destinations": [ME], "expires_at": expires_at}
+    response = await client.post(ALIASES, json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+    assert (await client.get(ALIASES)).json()["items"] == []
+
+
 async def test_create_alias_answers_as_a_later_get_does(
     client: httpx.AsyncClient, domain: str, verified: str
 ) -> None:

@@ -8,8 +8,10 @@ import email.policy
 import re
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.parser import BytesParser
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -466,3 +468,55 @@ async def test_delete_destination_removes_its_verification_links(
         count = await session.scalar(select(func.count()).select_from(VerificationToken))
 
     assert count == 0
+
+
+# --- the verification mail: nothing in the address can add a header field -----------------
+
+VERIFICATION_FIELDS = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Auto-Submitted",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "MIME-Version",
+]
+INJECTED_ADDRESSES = {
+    "CRLF": "me@inbox.example\r\nBcc: victim@evil.example",
+    "bare LF": "me@inbox.example\nBcc: victim@evil.example",
+    "bare CR": "me@inbox.example\rBcc: victim@evil.example",
+    "quoted CRLF": '"me\r\nBcc: victim@evil.example"@inbox.example',
+    "NEL": "me\x85Bcc: victim@evil.example@inbox.example",
+    "line separator": "me\u2028Bcc: victim@evil.example@inbox.example",
+    "header-like": "me@inbox.example Bcc: victim@evil.example",
+    "two addresses": "me@inbox.example>, <victim@evil.example",
+    "display name": "Me <me@inbox.example>",
+}
+
+
+@pytest.mark.parametrize("address", INJECTED_ADDRESSES.values(), ids=INJECTED_ADDRESSES.keys())
+async def test_create_destination_injected_address_is_422_and_mails_nothing(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], address: str
+) -> None:
+    response = await client.post("/v1/destinations", json={"email": address})
+
+    assert response.status_code == 422
+    assert set(response.json()["error"]) >= {"code", "message"}
+    assert await stored_messages(sessionmaker) == []
+    assert (await client.get("/v1/destinations")).json() == []
+
+
+@pytest.mark.parametrize("address", ["me@inbox.example", "j\u00f6rg@inbox.example"])
+async def test_create_destination_message_has_exactly_our_fields(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], address: str
+) -> None:
+    await add_destination(client, address)
+    [message] = await stored_messages(sessionmaker)
+
+    parsed = BytesParser(policy=email.policy.SMTPUTF8).parsebytes(message.content)
+
+    assert parsed.keys() == VERIFICATION_FIELDS
+    assert str(parsed["To"]) == address
+    assert all(b"\r" not in line and b"\n" not in line for line in message.content.split(b"\r\n"))

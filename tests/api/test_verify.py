@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,8 +23,7 @@ from tests.matchers import Recent
 
 LINK = re.compile(re.escape(PUBLIC_URL) + r"/v1/verify/([A-Za-z0-9_-]+)")
 CONFIRM_FORM = '<form method="post"><button type="submit">Confirm</button></form>'
-UNKNOWN_TEXT = "this verification link is unknown or has already been used"
-EXPIRED_TEXT = "this verification link has expired; ask for a new one"
+UNKNOWN_TEXT = "this verification link is unknown, already used or expired; ask for a new one"
 
 
 async def add_destination(client: httpx.AsyncClient, address: str) -> dict:
@@ -179,15 +179,15 @@ async def test_show_verification_overlong_token_is_404_page(
     assert response.headers["content-type"] == "text/html; charset=utf-8"
 
 
-async def test_show_verification_expired_is_410(
+async def test_show_verification_expired_is_404(
     browser: httpx.AsyncClient, link: str, session: AsyncSession
 ) -> None:
     await expire_links(session)
 
     response = await browser.get(link)
 
-    assert response.status_code == 410
-    assert f"<p>{EXPIRED_TEXT}.</p>" in response.text
+    assert response.status_code == 404
+    assert f"<p>{UNKNOWN_TEXT}.</p>" in response.text
 
 
 async def test_show_verification_used_link_is_404(browser: httpx.AsyncClient, link: str) -> None:
@@ -246,15 +246,15 @@ async def test_confirm_verification_second_use_keeps_verified_at(
     assert response.json() == first
 
 
-async def test_confirm_verification_expired_is_410(
+async def test_confirm_verification_expired_is_404(
     browser: httpx.AsyncClient, link: str, session: AsyncSession
 ) -> None:
     await expire_links(session)
 
     response = await browser.post(link)
 
-    assert response.status_code == 410
-    assert f"<h1>Link not usable</h1><p>{EXPIRED_TEXT}.</p>" in response.text
+    assert response.status_code == 404
+    assert f"<h1>Link not usable</h1><p>{UNKNOWN_TEXT}.</p>" in response.text
 
 
 async def test_confirm_verification_expired_leaves_destination_pending(
@@ -360,3 +360,97 @@ async def test_confirm_verification_after_destination_deleted_is_404(
 
     assert response.status_code == 404
     assert f"<p>{UNKNOWN_TEXT}.</p>" in response.text
+
+
+# --- the link as a secret -----------------------------------------------------------------
+
+
+def link_secret(link: str) -> str:
+    return link.rpartition("/")[2]
+
+
+def page_seen(response: httpx.Response) -> tuple[int, dict[str, str], str]:
+    headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+    return response.status_code, headers, response.text
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_verify_unknown_used_and_expired_links_look_alike(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    method: str,
+) -> None:
+    # Whoever tries links learns nothing: not even that one was issued once.
+    await add_destination(client, "used@inbox.example")
+    used = await latest_link(sessionmaker)
+    await browser.post(used)
+    await add_destination(client, "expired@inbox.example")
+    expired = await latest_link(sessionmaker)
+    await expire_links(session)
+    unknown = "/v1/verify/" + "A" * len(link_secret(expired))
+
+    seen = [page_seen(await browser.request(method, link)) for link in (unknown, used, expired)]
+
+    assert seen[0][0] == 404
+    assert seen[1] == seen[0]
+    assert seen[2] == seen[0]
+
+
+async def test_verify_failure_page_names_no_address(
+    browser: httpx.AsyncClient, link: str, session: AsyncSession
+) -> None:
+    await expire_links(session)
+
+    response = await browser.get(link)
+
+    assert "@" not in response.text
+
+
+async def test_verify_link_secret_has_at_least_128_random_bits(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    secrets_seen = []
+    for n in range(5):
+        await add_destination(client, f"inbox{n}@inbox.example")
+        secrets_seen.append(link_secret(await latest_link(sessionmaker)))
+
+    # URL-safe base64: 6 bits a character; all distinct, none sharing a long prefix.
+    assert all(len(secret) * 6 >= 128 for secret in secrets_seen)
+    assert len({secret[:8] for secret in secrets_seen}) == len(secrets_seen)
+
+
+async def test_verify_link_secret_is_stored_only_as_a_hash(
+    link: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    secret = link_secret(link)
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(VerificationToken))).scalars().all()
+        dump = [str(getattr(row, c.key)) for row in rows for c in VerificationToken.__table__.c]
+
+    assert [row.token_hash for row in rows] == [hashlib.sha256(secret.encode()).hexdigest()]
+    assert not any(secret in value for value in dump)
+
+
+async def test_confirm_verification_page_names_only_its_destination(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, link: str
+) -> None:
+    await add_destination(client, "second@inbox.example")
+
+    response = await browser.post(link)
+
+    assert "me@inbox.example" in response.text
+    assert "second@inbox.example" not in response.text
+
+
+async def test_confirm_verification_just_before_expiry_works(
+    browser: httpx.AsyncClient, link: str, session: AsyncSession
+) -> None:
+    soon = datetime.now(UTC) + timedelta(minutes=1)
+    await session.execute(update(VerificationToken).values(expires_at=soon))
+    await session.commit()
+
+    response = await browser.post(link)
+
+    assert response.status_code == 200

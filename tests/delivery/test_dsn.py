@@ -177,3 +177,137 @@ def test_build_one_group_per_failure() -> None:
         "rfc822; team@example.org",
     ]
     assert b"other@inbox.example" not in content
+
+
+# --- nothing the sender or the remote server chose adds a header field ----------------------
+
+INJECTIONS = {
+    "CRLF": "x\r\nBcc: victim@evil.example",
+    "bare LF": "x\nBcc: victim@evil.example",
+    "bare CR": "x\rBcc: victim@evil.example",
+    "blank line": "x\r\n\r\nX-Body: starts here",
+    "NUL": "x\x00Bcc: y",
+    "NEL": "x\x85Bcc: y",
+    "line separator": "x\u2028Bcc: y",
+}
+TOP_FIELDS = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Auto-Submitted",
+    "MIME-Version",
+    "Content-Type",
+]
+PER_RECIPIENT_FIELDS = [
+    "Original-Recipient",
+    "Final-Recipient",
+    "Action",
+    "Status",
+    "Diagnostic-Code",
+    "Last-Attempt-Date",
+]
+
+
+def build_with(
+    *, sender: str = SENDER, alias: str = ALIAS, diagnostic: str = "550 5.1.1 no"
+) -> bytes:
+    content, _ = dsn.build(
+        hostname=HOSTNAME,
+        sender=sender,
+        original=ORIGINAL,
+        arrival=ARRIVAL,
+        failures=[dsn.Failure(alias, DESTINATION, "5.1.1", diagnostic)],
+        now=NOW,
+    )
+    return content
+
+
+def assert_only_our_fields(content: bytes) -> EmailMessage:
+    report = BytesParser(policy=policy.SMTP).parsebytes(content)
+    assert isinstance(report, EmailMessage)
+    assert report.keys() == TOP_FIELDS
+    assert [p.get_content_type() for p in report.iter_parts()] == [
+        "text/plain",
+        "message/delivery-status",
+        "text/rfc822-headers",
+    ]
+    per_message, per_recipient = status_blocks(report)
+    assert per_message.keys() == ["Reporting-MTA", "Arrival-Date"]
+    assert per_recipient.keys() == PER_RECIPIENT_FIELDS
+    lines = content.split(b"\r\n")
+    assert all(b"\r" not in line and b"\n" not in line for line in lines)
+    assert all(len(line) <= 998 for line in lines)  # RFC 5322 2.1.1
+    return report
+
+
+@pytest.mark.parametrize("text", INJECTIONS.values(), ids=INJECTIONS.keys())
+def test_build_sender_adds_no_field(text: str) -> None:
+    report = assert_only_our_fields(build_with(sender=f'"{text}"@sender.example'))
+
+    assert str(report["To"]).isprintable()
+
+
+@pytest.mark.parametrize("text", INJECTIONS.values(), ids=INJECTIONS.keys())
+def test_build_alias_adds_no_field(text: str) -> None:
+    report = assert_only_our_fields(build_with(alias=f'"{text}"@example.org'))
+
+    per_recipient = status_blocks(report)[1]
+    assert per_recipient["Final-Recipient"].isprintable()
+
+
+@pytest.mark.parametrize("text", INJECTIONS.values(), ids=INJECTIONS.keys())
+def test_build_diagnostic_adds_no_field(text: str) -> None:
+    report = assert_only_our_fields(build_with(diagnostic=f"550 5.7.1 {text}"))
+
+    per_recipient = status_blocks(report)[1]
+    assert per_recipient["Diagnostic-Code"].isprintable()
+    readable = list(report.iter_parts())[0].get_content()
+    assert all(line.isprintable() for line in readable.split("\r\n"))
+
+
+def test_build_non_ascii_diagnostic_is_escaped_in_the_status_part() -> None:
+    # RFC 3464 2.1.2: status fields are ASCII; RFC 6533 3 writes the rest as \x{HHHH}.
+    report = assert_only_our_fields(build_with(diagnostic="550 5.1.1 Postfach unbekannt \u00fc"))
+
+    per_recipient = status_blocks(report)[1]
+    assert per_recipient["Diagnostic-Code"] == "smtp; 550 5.1.1 Postfach unbekannt \\x{00FC}"
+    text = list(report.iter_parts())[0].get_content()
+    assert "Postfach unbekannt \u00fc" in text  # the human-readable part keeps it (UTF-8)
+
+
+def test_build_non_ascii_alias_is_a_utf8_address() -> None:
+    report = assert_only_our_fields(build_with(alias="j\u00f6rg@example.org"))
+
+    per_recipient = status_blocks(report)[1]
+    assert per_recipient["Final-Recipient"] == "utf-8; j\\x{00F6}rg@example.org"
+
+
+def test_build_long_diagnostic_keeps_lines_short() -> None:
+    assert_only_our_fields(build_with(diagnostic="550 " + "\u00fc" * 2000))
+
+
+def test_build_status_part_is_ascii() -> None:
+    content = build_with(alias="j\u00f6rg@example.org", diagnostic="550 \u00fc\u2028\x00")
+    status_part = content.split(b"Content-Type: message/delivery-status")[1].split(b"--mailroute")[
+        0
+    ]
+
+    assert status_part.isascii()
+
+
+def test_build_many_long_recipients_keep_lines_short() -> None:
+    content, _ = dsn.build(
+        hostname=HOSTNAME,
+        sender=SENDER,
+        original=ORIGINAL,
+        arrival=ARRIVAL,
+        failures=[
+            dsn.Failure(f"{'x' * 60}{n}@example.org", DESTINATION, "5.1.1", "550 no")
+            for n in range(30)
+        ],
+        now=NOW,
+    )
+
+    assert all(len(line) <= 998 for line in content.split(b"\r\n"))

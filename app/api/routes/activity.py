@@ -3,11 +3,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from app.api.deps import SessionDep
 from app.api.schemas.activity import ActivityPage, ActivityPublic, StatusName
-from app.api.schemas.base import Line
+from app.api.schemas.base import IsoDatetime, Line
 from app.routing import normalize_domain
 from app.services import activity
 
@@ -20,7 +19,7 @@ async def list_activity(
     domain: Annotated[Line | None, Query(max_length=300)] = None,
     address: Annotated[Line | None, Query(max_length=320)] = None,
     status: StatusName | None = None,
-    since: AwareDatetime | None = None,
+    since: IsoDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before: Annotated[int | None, Query(ge=1, description="next_before of the last page")] = None,
 ) -> ActivityPage:

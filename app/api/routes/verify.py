@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse
 
 from app.api.deps import SessionDep
-from app.errors import VerificationExpired, VerificationFailed
+from app.errors import VerificationFailed
 from app.services import destinations
 
 router = APIRouter(prefix="/verify", tags=["verification"])
@@ -25,6 +25,13 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+# Documented, so that the published schema names every status these pages answer with.
+NOT_USABLE: dict[int | str, dict[str, object]] = {
+    404: {
+        "description": "The link is unknown, already used or expired (one page for all three)",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
 }
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -41,11 +48,12 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 def failure_page(exc: VerificationFailed) -> HTMLResponse:
-    status = 410 if isinstance(exc, VerificationExpired) else 404
-    return page("Link not usable", f"<p>{escape(exc.message)}.</p>", status)
+    return page("Link not usable", f"<p>{escape(exc.message)}.</p>", 404)
 
 
-@router.get("/{token}", response_class=HTMLResponse, summary="Verification page")
+@router.get(
+    "/{token}", response_class=HTMLResponse, summary="Verification page", responses=NOT_USABLE
+)
 async def show_verification(token: TokenPath, session: SessionDep) -> HTMLResponse:
     """A page asking the inbox's owner to confirm; it changes nothing."""
     try:
@@ -59,7 +67,9 @@ async def show_verification(token: TokenPath, session: SessionDep) -> HTMLRespon
     return page("Confirm forwarding", body)
 
 
-@router.post("/{token}", response_class=HTMLResponse, summary="Confirm a destination")
+@router.post(
+    "/{token}", response_class=HTMLResponse, summary="Confirm a destination", responses=NOT_USABLE
+)
 async def confirm_verification(token: TokenPath, session: SessionDep) -> HTMLResponse:
     """Mark the destination verified; the link cannot be used again."""
     try:

@@ -4,7 +4,6 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -13,7 +12,7 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-from app.api.schemas.base import Line, Paragraph, RequestModel
+from app.api.schemas.base import IsoDatetime, Line, Paragraph, RequestModel
 
 Email = Annotated[Line, Field(min_length=3, max_length=320)]
 Destinations = Annotated[list[Email], Field(max_length=10)]
@@ -51,7 +50,7 @@ class AliasCreate(RequestModel):
     action: ActionName = "forward"
     destinations: Destinations = Field(default_factory=list)
     enabled: StrictBool = True
-    expires_at: AwareDatetime | None = None
+    expires_at: IsoDatetime | None = None
     max_messages: StrictInt | None = Field(None, ge=1, le=2_000_000_000)
     note: Note | None = None
 
@@ -71,7 +70,7 @@ class AliasUpdate(RequestModel):
     action: ActionName | None = None
     destinations: Destinations | None = None
     enabled: StrictBool | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: IsoDatetime | None = None
     max_messages: StrictInt | None = Field(None, ge=1, le=2_000_000_000)
     note: Note | None = None
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StrictStr,
+)
 
 # Control characters and lone surrogates (JSON can carry "\ud800") are refused in every text
 # field: PostgreSQL cannot store NUL, no encoder takes a lone surrogate, and a CR or LF must
@@ -33,6 +42,20 @@ Line = Annotated[StrictStr, AfterValidator(single_line)]
 
 Paragraph = Annotated[StrictStr, AfterValidator(multi_line)]
 """Free text: tabs and line breaks allowed, other control characters not."""
+
+_ISO_DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_text(value: object) -> object:
+    # Pydantic would read 0.5 or "1700000000" as seconds since 1970; the document promises
+    # an RFC 3339 date-time, so a number is a mistake to refuse, not a guess to make.
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE_START.match(value)):
+        return value
+    raise ValueError("must be a date and time with a zone, such as 2026-05-01T12:00:00Z")
+
+
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(iso_text)]
+"""A date and time with a zone, written as RFC 3339 text (no Unix timestamps)."""
 
 
 class RequestModel(BaseModel):
