@@ -19,9 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.context import ApiContext
 from app.api.errors import error_response
-from app.api.ratelimit import Rate, RateLimiter
 from app.db.engine import session_scope
 from app.db.models import ApiToken
+from app.ratelimit import Rate, RateLimiter
 from app.services import tokens
 
 PROTECTED_PREFIX = "/v1/"
