@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.app import create_app
 from app.api.context import ApiContext
-from app.api.ratelimit import Rate
 from app.config import Settings
 from app.db.engine import create_engine, create_sessionmaker, session_scope
 from app.delivery.mx import Target
 from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
+from app.ratelimit import Rate
 from app.resolver import DnsResolver
 from app.routing.srs import Srs
 from app.services import activity, queue, server_state

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.api.ratelimit import Rate
 from app.config import Nameserver, SettingsError, load_settings
+from app.ratelimit import Rate
 from app.runtime import api_rates
 
 

@@ -18,10 +18,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.context import ApiContext
-from app.api.errors import error_response
-from app.api.ratelimit import Rate, RateLimiter
+from app.api.errors import database_unavailable, error_response
 from app.db.engine import session_scope
 from app.db.models import ApiToken
+from app.ratelimit import Rate, RateLimiter
 from app.services import tokens
 
 PROTECTED_PREFIX = "/v1/"
@@ -99,13 +99,4 @@ def rate_limited(wait: int, message: str) -> Response:
     # RFC 6585 4: 429, with Retry-After (RFC 9110 10.2.3) in whole seconds.
     return error_response(
         429, "rate_limited", f"{message}; retry in {wait} s", headers={"Retry-After": str(wait)}
-    )
-
-
-def database_unavailable() -> Response:
-    return error_response(
-        503,
-        "database_unavailable",
-        "the database cannot be reached; try again shortly",
-        headers={"Retry-After": "5"},
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.api.ratelimit import Clock, Rate
+from app.ratelimit import Clock, Rate
 from app.resolver import Resolver
 from app.services.destinations import MailIdentity
 

@@ -110,15 +110,19 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    # Connection-level failures only; a bug in a query still surfaces as a 500.
-    log.warning("database unavailable: %s", type(exc).__name__)
+def database_unavailable() -> JSONResponse:
     return error_response(
         503,
         "database_unavailable",
         "the database cannot be reached; try again shortly",
         headers={"Retry-After": "5"},
     )
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # Connection-level failures only; a bug in a query still surfaces as a 500.
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return database_unavailable()
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

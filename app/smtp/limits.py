@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
 
+from app.ratelimit import Clock, Rate, RateLimiter
 from app.smtp.replies import (
     S421_SHUTTING_DOWN,
     S421_TOO_MANY_CONNECTIONS,
     S421_TOO_MANY_FROM_YOU,
 )
-
-RATE_WINDOW = 60.0  # anvil_rate_time_unit: rates are per minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +41,8 @@ class Gate:
     """Who may open a session and send mail: nobody while draining for shutdown (421 4.3.2);
     no more than ``max_per_ip`` sessions at once from one address, ``max_total`` in all
     (421); no more than ``messages_per_minute`` MAIL commands from one address (0: no
-    limit). Sessions already open finish what they are doing."""
+    limit), as a token bucket that holds a minute's worth. Sessions already open finish
+    what they are doing."""
 
     def __init__(
         self,
@@ -51,16 +50,18 @@ class Gate:
         max_per_ip: int | None = None,
         max_total: int | None = None,
         messages_per_minute: int = 0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.draining = False
         self.max_per_ip = max_per_ip
         self.max_total = max_total
-        self.messages_per_minute = messages_per_minute
         self.active = 0
-        self._clock = clock
         self._per_ip: Counter[str] = Counter()
-        self._mail: dict[str, deque[float]] = {}
+        self._mail = (
+            RateLimiter(Rate(messages_per_minute, burst=messages_per_minute), clock=clock)
+            if messages_per_minute > 0
+            else None
+        )
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -86,26 +87,9 @@ class Gate:
             self._idle.set()
 
     def allow_message(self, ip: str) -> bool:
-        """Count one MAIL command from ``ip``; False when that is one too many this minute.
-        A sliding window: the oldest of the last ``messages_per_minute`` must be a minute
-        old. Refused attempts are not counted, so a client that waits gets through."""
-        if self.messages_per_minute <= 0:
-            return True
-        now = self._clock()
-        recent = self._mail.setdefault(ip, deque())
-        while recent and recent[0] <= now - RATE_WINDOW:
-            recent.popleft()
-        if len(recent) >= self.messages_per_minute:
-            return False
-        recent.append(now)
-        self._forget_idle(now)
-        return True
-
-    def _forget_idle(self, now: float) -> None:
-        # Keep memory bounded by the addresses seen in the last minute.
-        if len(self._mail) > 4 * max(self.active, 256):
-            for ip in [ip for ip, times in self._mail.items() if times[-1] <= now - RATE_WINDOW]:
-                del self._mail[ip]
+        """Count one MAIL command from ``ip``; False when that is one too many for now.
+        Refused attempts are not counted, so a client that waits gets through."""
+        return self._mail is None or self._mail.take(ip) is None
 
     async def wait_idle(self) -> None:
         """Return once no session is open."""

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.api import ratelimit
+from app import ratelimit
 from app.api.app import create_app
 from app.api.context import ApiContext
-from app.api.ratelimit import Rate, RateLimiter
 from app.db.engine import session_scope
+from app.ratelimit import Rate, RateLimiter
 from app.services import tokens
 
 TOKEN_RATE = Rate(per_minute=60, burst=3)  # one a second, three at once

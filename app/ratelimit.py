@@ -1,4 +1,5 @@
-"""Token buckets, one per key: API requests per token, failed authentications per address.
+"""Token buckets, one per key: API requests per token, failed authentications per address,
+MAIL commands per SMTP client address.
 
 A bucket holds up to ``burst`` requests and refills at ``per_minute / 60`` a second; each
 request takes one. State lives in this process's memory: with several nodes each limits on
