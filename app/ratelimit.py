@@ -46,10 +46,10 @@ class RateLimiter:
             return None
         return self._wait(level)
 
-    def check(self, key: Hashable) -> int | None:
-        """Like :meth:`take`, but takes nothing: whether ``key`` could be served now."""
-        level = self._level(key, self._clock())
-        return None if level >= 1 else self._wait(level)
+    def give_back(self, key: Hashable) -> None:
+        """Return one request taken from ``key``'s bucket (it turned out not to count)."""
+        now = self._clock()
+        self._store(key, min(float(self.rate.burst), self._level(key, now) + 1), now)
 
     def _level(self, key: Hashable, now: float) -> float:
         level, as_of = self._buckets.get(key, (float(self.rate.burst), now))

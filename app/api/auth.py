@@ -63,16 +63,20 @@ class TokenAuth:
         if secret is None:
             return unauthorized(MISSING), None
         address = _client_address(scope)
-        if self.failures_per_address and (wait := self.failures_per_address.check(address)):
+        # Taken before the lookup and given back when the token is good: concurrent guesses
+        # cannot all pass a check made before any of them has failed.
+        if self.failures_per_address and (wait := self.failures_per_address.take(address)):
             return rate_limited(wait, TOO_MANY_FAILURES), None  # before any lookup
         try:
             token = await self._authenticate(secret)
         except (OperationalError, InterfaceError, OSError):
+            if self.failures_per_address:
+                self.failures_per_address.give_back(address)
             return database_unavailable(), None
         if token is None:
-            if self.failures_per_address:
-                self.failures_per_address.take(address)
             return unauthorized(INVALID), None
+        if self.failures_per_address:
+            self.failures_per_address.give_back(address)
         if self.per_token and (wait := self.per_token.take(token.id)):
             return rate_limited(wait, TOO_MANY_REQUESTS), None
         return None, token

@@ -47,6 +47,11 @@ PLAIN_CODES = ("220", "354", "334")
 # (aiosmtpd decodes arguments with surrogateescape): never in a name we keep or echo.
 UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 BUILTIN_AUTH = ("LOGIN", "PLAIN")
+# Replies that do not count against the error budget: our own trouble (4.3.0, 4.3.1), and
+# recipients past the 100 a transaction takes (4.5.3), which the client is to send again
+# in the next one (RFC 5321 4.5.3.1.10), as Postfix's recipient overshoot allows.
+NOT_ERRORS = ("4.3.0", "4.3.1", "4.5.3")
+HANG_UP_GRACE = 5.0  # seconds a client has to read our 421 before the connection is cut
 
 
 def with_enhanced_code(reply: str) -> str:
@@ -137,27 +142,42 @@ class MailrouteSMTP(SMTP):
         status = UNSAFE_TEXT.sub("?", status)
         reply = status if self._greeting_or_hello else with_enhanced_code(status)
         await super().push(reply)
-        if reply[:1] in ("4", "5") and not reply.startswith("421"):
-            await self._count_error()
+        if reply[:1] in ("4", "5") and reply[:3] != "421" and reply[4:9] not in NOT_ERRORS:
+            self._count_error()
 
-    async def _count_error(self) -> None:
+    def _count_error(self) -> None:
         self._errors += 1
         if self._errors >= self._limits.error_limit:
-            await self._hang_up(replies.S421_TOO_MANY_ERRORS.format(hostname=self.hostname))
+            self._hang_up(replies.S421_TOO_MANY_ERRORS.format(hostname=self.hostname))
 
-    async def _hang_up(self, reply: str) -> None:
-        if self._closing or self.transport is None:
+    def _hang_up(self, reply: str) -> None:
+        """Say ``reply`` (a 421) and end the session, as aiosmtpd's QUIT does: commands
+        already pipelined are not run. Written without waiting for the client to read it,
+        and the connection is aborted if it still stands after HANG_UP_GRACE: a client
+        that stops reading cannot keep its place in the Gate."""
+        transport = self.transport
+        if self._closing or transport is None:
             return
-        log.warning("%s: %s", self._peer(), reply)
-        await super().push(reply)
         self._closing = True
-        self.transport.close()
+        log.warning("%s: %s", self._peer(), reply)
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(reply.encode() + b"\r\n")
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
+        transport.close()
+        raw = self._original_transport or transport  # under TLS, the TCP connection
+        self.loop.call_later(HANG_UP_GRACE, self._abort_if_open, raw)
+
+    def _abort_if_open(self, raw: asyncio.BaseTransport) -> None:
+        if self.transport is not None and isinstance(raw, asyncio.WriteTransport):
+            log.info("%s: not reading; connection aborted", self._peer())
+            raw.abort()
 
     async def _junk(self, command: Callable[[str], Awaitable[None]], arg: str) -> None:
         """NOOP, RSET, VRFY and HELP are free up to a point; past it each is an error."""
         self._junk_commands += 1
         if self._junk_commands > self._limits.junk_command_limit:
-            await self._count_error()
+            self._count_error()
         if not self._closing:
             await command(arg)
 
@@ -250,7 +270,10 @@ class MailrouteSMTP(SMTP):
         return address is None
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        address, rest = super()._getaddr(arg)
+        try:
+            address, rest = super()._getaddr(arg)
+        except (IndexError, ValueError):  # the email package on "<" alone: a syntax error
+            return None, None
         if address and rest is not None and unbalanced_path(arg, rest):
             return None, None
         if address and UNSAFE_TEXT.search(address):
@@ -286,6 +309,8 @@ class MailrouteSMTP(SMTP):
         super().data_received(data)
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if self._closing and command in ("MAIL", "RCPT", "DATA"):
+            return replies.S421_TIMEOUT.format(hostname=self.hostname)  # never sent
         if command != "DATA":
             return await super()._call_handler_hook(command, *args)
         self._receiving = False
@@ -301,14 +326,7 @@ class MailrouteSMTP(SMTP):
             self._reset_timeout()
 
     def _timeout_cb(self) -> None:
-        if self.transport is None:
-            return
-        if not self._closing:
-            self._closing = True
-            log.info("%s: timeout", self._peer())
-            reply = replies.S421_TIMEOUT.format(hostname=self.hostname)
-            self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
-        super()._timeout_cb()  # type: ignore[no-untyped-call]
+        self._hang_up(replies.S421_TIMEOUT.format(hostname=self.hostname))
 
     def _peer(self) -> str:
         peer = self.session.peer if self.session is not None else None

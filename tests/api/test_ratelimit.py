@@ -5,6 +5,7 @@ Time is a fake clock handed to the app, so a test moves it instead of sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 
@@ -122,10 +123,19 @@ def test_rate_limiter_keys_are_independent(clock: FakeClock) -> None:
     assert limiter.take("b") is None
 
 
-def test_rate_limiter_check_takes_nothing(clock: FakeClock) -> None:
+def test_rate_limiter_give_back_returns_what_was_taken(clock: FakeClock) -> None:
     limiter = RateLimiter(Rate(per_minute=60, burst=1), clock=clock)
+    limiter.take("k")
+    limiter.give_back("k")
 
-    assert [limiter.check("k"), limiter.check("k"), limiter.take("k")] == [None, None, None]
+    assert [limiter.take("k"), limiter.take("k")] == [None, 1]
+
+
+def test_rate_limiter_give_back_never_exceeds_the_burst(clock: FakeClock) -> None:
+    limiter = RateLimiter(Rate(per_minute=60, burst=1), clock=clock)
+    limiter.give_back("k")
+
+    assert [limiter.take("k"), limiter.take("k")] == [None, 1]
 
 
 def test_rate_limiter_forgets_idle_keys_past_its_bound(
@@ -232,6 +242,15 @@ async def test_ratelimit_failed_auth_past_burst_is_429(limited: httpx.AsyncClien
 
     assert statuses == [401, 401]
     assert_rate_limited(response, 10)
+
+
+async def test_ratelimit_concurrent_guesses_share_the_burst(limited: httpx.AsyncClient) -> None:
+    # All sent at once: each is counted before its lookup, not after it failed.
+    responses = await asyncio.gather(
+        *(limited.get("/v1/domains", headers=bearer(f"mr_guess{n}")) for n in range(10))
+    )
+
+    assert sorted(r.status_code for r in responses) == [401] * 2 + [429] * 8
 
 
 async def test_ratelimit_failed_auth_limit_skips_the_token_lookup(

@@ -8,6 +8,7 @@ The client here is a raw socket, so the test decides exactly which bytes go when
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import Message
 from app.routing.srs import Srs
-from app.smtp import replies
+from app.smtp import protocol, replies
 from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.limits import Gate, SessionLimits
 from app.smtp.server import start_server
@@ -77,9 +78,17 @@ class Client:
 
 
 class SlowHandler(InboundHandler):
-    """Stores as usual, then takes ``delay`` seconds more, as an in-session delivery may."""
+    """Stores as usual, then takes ``delay`` seconds more, as an in-session delivery may;
+    counts the MAIL commands it is asked about."""
 
     delay = 0.0
+    mails = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        self.mails += 1
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         reply = await super().handle_DATA(server, session, envelope)
@@ -112,6 +121,7 @@ def serve(sessionmaker: Sessionmaker, srs: Srs) -> Callable[..., Any]:
             finally:
                 writer.close()
 
+        connect.handler = handler  # type: ignore[attr-defined]
         try:
             yield connect
         finally:
@@ -245,6 +255,80 @@ async def test_pipelined_commands_after_the_421_get_no_answer(serve: Any) -> Non
         lines = received.decode().splitlines()
         assert lines[-1] == ERRORS_REPLY
         assert not any(line.startswith("250") for line in lines)
+
+
+@pytest.mark.usefixtures("routed")
+async def test_transaction_pipelined_past_the_421_is_not_stored(
+    serve: Any, sessionmaker: Sessionmaker
+) -> None:
+    # A client that does not wait for 354 either: after the 421 nothing it sent is run.
+    async with serve(SessionLimits(error_limit=2)) as connect, connect() as client:
+        await client.send(
+            b"EHLO client.example\r\nBOGUS\r\nBOGUS\r\nMAIL FROM:<a@sender.example>\r\n"
+            b"RCPT TO:<shop@example.org>\r\nDATA\r\n" + BODY + b".\r\n"
+        )
+        received = await asyncio.wait_for(client.reader.read(), BOUND)
+        assert received.decode().splitlines()[-1] == ERRORS_REPLY
+        assert connect.handler.mails == 0
+    assert await stored(sessionmaker) == 0
+
+
+@pytest.mark.usefixtures("routed")
+async def test_recipients_past_the_hundred_are_not_errors(
+    serve: Any, sessionmaker: Sessionmaker
+) -> None:
+    # RFC 5321 4.5.3.1.10: the client sends those in a next transaction; the first must
+    # not be cut off for them (Postfix: smtpd_recipient_overshoot_limit).
+    async with serve(SessionLimits(error_limit=3)) as connect, connect() as client:
+        assert (await client.command("EHLO client.example")).startswith("250")
+        assert (await client.command("MAIL FROM:<a@sender.example>")).startswith("250")
+        answers = [await client.command(f"RCPT TO:<r{n}@catchall.example>") for n in range(105)]
+        assert (
+            answers[99].startswith("250")
+            and answers[100:] == [replies.S452_TOO_MANY_RECIPIENTS] * 5
+        )
+        assert (await client.command("DATA")).startswith("354")
+        await client.send(BODY + b".\r\n")
+        assert (await client.reply()).startswith("250 2.0.0")
+    assert await stored(sessionmaker) == 1
+
+
+async def test_path_of_a_lone_bracket_is_a_syntax_error(serve: Any) -> None:
+    async with serve(SessionLimits()) as connect, connect() as client:
+        assert (await client.command("EHLO client.example")).startswith("250")
+        assert await client.command("MAIL FROM:<") == replies.S501_BAD_SENDER
+
+
+async def test_client_that_stops_reading_loses_its_place(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pipelined EHLOs whose answers it never reads: our writes back up, the timeout's 421
+    # cannot be flushed, so closing politely would never end; the connection is aborted.
+    monkeypatch.setattr(protocol, "HANG_UP_GRACE", 0.2)
+    gate = Gate()
+    async with serve(SessionLimits(timeout=0.5), gate) as connect:
+        async with connect() as client:
+            port = client.writer.get_extra_info("peername")[1]
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            sock.connect(("127.0.0.1", port))
+            sock.setblocking(False)
+            pending = b"EHLO client.example\r\n" * 200_000
+            for _ in range(int(BOUND / 0.01)):
+                try:
+                    pending = pending[sock.send(pending[:65536]) :]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    break  # aborted
+                if gate.active == 0 or not pending:
+                    break
+                await asyncio.sleep(0.01)
+            for _ in range(int(BOUND / 0.01)):
+                if gate.active == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert gate.active == 0
 
 
 async def test_noop_flood_becomes_errors_past_the_junk_limit(serve: Any) -> None:
