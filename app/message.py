@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime
 from email.utils import format_datetime
 
@@ -18,21 +17,19 @@ _LONG_LINE = re.compile(rb"^[^\r\n]{%d}" % (MAX_LINE_OCTETS - 1), re.MULTILINE)
 
 
 # C0 and C1 controls (CR, LF, NUL, NEL, ...) and DEL, and Unicode's line and paragraph
-# separators: characters some reader of a header field takes as the end of a line.
-LINE_BREAKING_CATEGORIES = ("Cc", "Zl", "Zp")
+# separators: characters some reader of a header field takes as the end of a line. These
+# are exactly Unicode's categories Cc, Zl and Zp.
+LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def breaks_lines(text: str) -> bool:
     """Whether ``text`` has a character that could end or fold a header line somewhere."""
-    return any(unicodedata.category(char) in LINE_BREAKING_CATEGORIES for char in text)
+    return LINE_BREAKING.search(text) is not None
 
 
 def header_safe(text: str, replacement: str = "?") -> str:
     """``text`` with every line-breaking character replaced, safe inside a header field."""
-    return "".join(
-        replacement if unicodedata.category(char) in LINE_BREAKING_CATEGORIES else char
-        for char in text
-    )
+    return LINE_BREAKING.sub(replacement, text)
 
 
 def header_section(content: bytes) -> bytes:

@@ -99,8 +99,7 @@ class InboundHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
-        if message.breaks_lines(address):
-            return replies.S501_BAD_SENDER
+        # Control characters never get here: MailrouteSMTP refuses them (501 5.1.7).
         if len(address.encode("utf-8", "surrogateescape")) > MAX_PATH_OCTETS:
             return replies.S501_SENDER_TOO_LONG
         # aiosmtpd keeps "<>" as the sender (its own checks need a non-empty one).

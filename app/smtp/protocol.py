@@ -12,6 +12,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
 
+from app import message
 from app.smtp import replies
 from app.smtp.limits import DEFAULT_LIMITS, Gate, SessionLimits
 
@@ -43,9 +44,10 @@ DEFAULT_ENHANCED = {
 HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(\s|$)")
 # RFC 2034 3: the greeting and the answers to HELO/EHLO carry no enhanced code.
 PLAIN_CODES = ("220", "354", "334")
-# Control characters, and the lone surrogates that stand for bytes that are not UTF-8
-# (aiosmtpd decodes arguments with surrogateescape): never in a name we keep or echo.
-UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# What breaks a header line (app.message), and the lone surrogates that stand for bytes
+# that are not UTF-8 (aiosmtpd decodes arguments with surrogateescape): never in a name
+# we keep or echo.
+UNSAFE_TEXT = re.compile(f"{message.LINE_BREAKING.pattern}|[\ud800-\udfff]")
 BUILTIN_AUTH = ("LOGIN", "PLAIN")
 # Replies that do not count against the error budget: our own trouble (4.3.0, 4.3.1), and
 # recipients past the 100 a transaction takes (4.5.3), which the client is to send again
