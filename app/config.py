@@ -7,6 +7,7 @@ arguments, so tests build what they need without touching the environment.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from datetime import timedelta
 from functools import lru_cache
@@ -88,6 +89,17 @@ class Settings(BaseSettings):
     queue_lifetime: timedelta = timedelta(days=5)
     activity_retention_days: int = Field(default=30, ge=1)
     shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
+    # Processes taking SMTP sessions under `serve`, sharing the port (SO_REUSEPORT); one
+    # Python process uses one core. Unset: one per CPU on PostgreSQL, one on SQLite
+    # (its single writer lock makes more processes wait for each other, not go faster).
+    smtp_processes: int | None = Field(default=None, ge=1, le=64)
+
+    @property
+    def smtp_process_count(self) -> int:
+        if self.smtp_processes is not None:
+            return self.smtp_processes
+        return 1 if self.database_url.startswith("sqlite") else (os.cpu_count() or 1)
+
     # Seconds a worker's claim on a delivery lasts; a worker killed mid-delivery holds it
     # that long before another worker (on PostgreSQL) takes the delivery over.
     delivery_lease: float = Field(default=600.0, ge=1, le=86400)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from app.api.app import create_app
 from app.api.context import ApiContext
 from app.config import Settings
 from app.db.engine import create_engine, create_sessionmaker, session_scope
+from app.db.reader import Reader, create_reader
 from app.delivery.mx import Target
 from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
@@ -32,6 +33,7 @@ from app.resolver import DnsResolver
 from app.routing.srs import Srs
 from app.services import activity, queue, server_state
 from app.services.destinations import MailIdentity
+from app.smtp import processes
 from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.limits import Gate, SessionLimits
 from app.smtp.server import start_server, tls_context
@@ -47,18 +49,25 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    reader: Reader  # the RCPT look-up's queries (app.db.reader)
     resolver: DnsResolver
 
 
 @contextlib.asynccontextmanager
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     engine = create_engine(settings.database_url)
+    reader = create_reader(engine)
     try:
         yield Runtime(
-            settings, engine, create_sessionmaker(engine), DnsResolver(settings.dns_nameservers)
+            settings,
+            engine,
+            create_sessionmaker(engine),
+            reader,
+            DnsResolver(settings.dns_nameservers),
         )
     finally:
         await engine.dispose()
+        await reader.dispose()
 
 
 async def load_srs(rt: Runtime) -> Srs:
@@ -129,9 +138,15 @@ async def run_maintenance(rt: Runtime, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), MAINTENANCE_INTERVAL)
 
 
-async def run_smtp(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Event) -> None:
-    """The SMTP server; ``worker`` is woken for new mail when it runs in this process.
-    The in-session delivery attempt uses it, or a worker of its own that only does that."""
+async def run_smtp(
+    rt: Runtime,
+    worker: DeliveryWorker | None,
+    stop: asyncio.Event,
+    on_queued: Callable[[], None] | None = None,
+) -> None:
+    """The SMTP server; ``on_queued`` tells the delivery worker of new mail. The in-session
+    delivery attempt uses ``worker`` when it runs in this process, or a worker of its own
+    that only does that."""
     s = rt.settings
     handler = InboundHandler(
         rt.sessionmaker,
@@ -141,8 +156,9 @@ async def run_smtp(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Eve
             queue_lifetime=s.queue_lifetime,
             inline_delivery_timeout=s.inline_delivery_timeout,
         ),
-        on_queued=worker.wake if worker else None,
+        on_queued=on_queued,
         inline=worker or delivery_worker(rt),
+        reader=rt.reader,
     )
     tls = (
         tls_context(s.tls_cert_file, s.tls_key_file) if s.tls_cert_file and s.tls_key_file else None
@@ -163,6 +179,7 @@ async def run_smtp(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Eve
         tls=tls,
         gate=gate,
         limits=limits,
+        reuse_port=s.smtp_process_count > 1 and processes.reuse_port_supported(),
     )
     log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)
     await stop.wait()
@@ -224,8 +241,11 @@ async def run_api(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Even
     await serving
 
 
-async def run(settings: Settings, *, api: bool, smtp: bool, worker: bool) -> None:
-    """Run the chosen parts until SIGTERM or SIGINT, then stop them together."""
+async def run(
+    settings: Settings, *, api: bool, smtp: bool, worker: bool, wake_fd: int | None = None
+) -> None:
+    """Run the chosen parts until SIGTERM or SIGINT, then stop them together. ``wake_fd``:
+    an SMTP child of ``serve`` tells its parent's worker of new mail down this pipe."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -236,8 +256,23 @@ async def run(settings: Settings, *, api: bool, smtp: bool, worker: bool) -> Non
         if the_worker is not None:
             tasks.append(run_worker(rt, the_worker, stop))
             tasks.append(run_maintenance(rt, stop))
+        if the_worker is not None:
+            on_queued: Callable[[], None] | None = the_worker.wake
+        else:
+            on_queued = processes.pipe_waker(wake_fd) if wake_fd is not None else None
         if smtp:
-            tasks.append(run_smtp(rt, the_worker, stop))
+            tasks.append(run_smtp(rt, the_worker, stop, on_queued))
+        if wake_fd is not None:
+            tasks.append(processes.stop_when_orphaned(stop))
+        if smtp and the_worker is not None and settings.smtp_process_count > 1:
+            tasks.append(
+                processes.run_children(
+                    settings.smtp_process_count - 1,
+                    the_worker.wake,
+                    stop,
+                    settings.shutdown_timeout,
+                )
+            )
         if api:
             tasks.append(run_api(rt, the_worker, stop))
         await asyncio.gather(*(_stopping_all_on_error(task, stop) for task in tasks))

@@ -1,4 +1,11 @@
-"""The engine and session factory, with SQLite tuned for durability and concurrency."""
+"""The engine and session factory, with SQLite tuned for durability and concurrency.
+
+SQLite has one writer at a time. Several connections of one process taking turns at the
+write lock would wait in SQLite's busy handler, which sleeps in steps of up to 100 ms;
+so a process writes through one connection, and its transactions queue in the pool
+instead. Reads that must not wait behind writes (RCPT look-ups) go through
+app.db.reader, on connections of their own that WAL lets read beside the writer.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -26,12 +34,21 @@ def create_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -
     ``foreign_keys=False`` is for migrations only: SQLite's batch ALTER copies and drops
     tables, and with enforcement on, dropping a parent would cascade into its children.
     """
-    kwargs: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if make_url(url).get_backend_name() != "sqlite":
+        kwargs: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
         return create_async_engine(url, pool_pre_ping=True, **kwargs)
     _ensure_parent_directory(url)
+    # One connection: the process's writers queue here, not in SQLite's busy handler.
+    kwargs = {"pool_size": 1, "max_overflow": 0} if pooled else {"poolclass": NullPool}
     engine = create_async_engine(url, **kwargs)
-    _tune_sqlite(engine, foreign_keys=foreign_keys)
+    _tune_sqlite(engine, foreign_keys=foreign_keys, read_only=False)
+    return engine
+
+
+def create_sqlite_reader(url: str) -> Engine:
+    """A synchronous, read-only engine on the SQLite database at ``url`` (see app.db.reader)."""
+    engine = sa_create_engine(make_url(url).set(drivername="sqlite+pysqlite"))
+    _tune_sqlite(engine, foreign_keys=True, read_only=True)
     return engine
 
 
@@ -41,8 +58,10 @@ def _ensure_parent_directory(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _tune_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _tune_sqlite(engine: AsyncEngine | Engine, *, foreign_keys: bool, read_only: bool) -> None:
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
@@ -53,15 +72,17 @@ def _tune_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
         # SQLite's lower() folds ASCII only; searches must fold "Ä" as PostgreSQL does.
         dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Take the write lock up front: a deferred transaction that later writes can fail
-        # at once with SQLITE_BUSY instead of waiting for busy_timeout.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front: a deferred transaction that later writes
+        # can fail at once with SQLITE_BUSY instead of waiting for busy_timeout.
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _lower(value: object) -> object:

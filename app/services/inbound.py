@@ -3,10 +3,13 @@ destination, in the caller's unit of work (the SMTP server commits before it ans
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Delivery, Message, Rule
@@ -33,10 +36,18 @@ class Arrival:
     message_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message to store: what arrived, and the recipients accepted for it."""
+
+    arrival: Arrival
+    recipients: list[Accepted]
+
+
 @dataclass(slots=True)
 class Stored:
-    message: Message | None = None  # None when every recipient dropped the mail
-    deliveries: list[Delivery] = field(default_factory=list)
+    message_id: int | None = None  # the row; None when every recipient dropped the mail
+    delivery_ids: list[int] = field(default_factory=list)
     dropped: int = 0
 
 
@@ -60,16 +71,112 @@ async def store(
     now: datetime,
 ) -> Stored:
     """Store ``arrival`` for its forwarding recipients; log the drops; count rule use."""
+    (stored,) = await store_all(
+        session, [Incoming(arrival, recipients)], srs=srs, queue_lifetime=queue_lifetime, now=now
+    )
+    return stored
+
+
+async def store_all(
+    session: AsyncSession,
+    incoming: Sequence[Incoming],
+    *,
+    srs: Srs,
+    queue_lifetime: timedelta,
+    now: datetime,
+) -> list[Stored]:
+    """Store several messages in the caller's unit of work with a few statements in all,
+    whatever their number (the SMTP server's group commit): core inserts, no ORM objects.
+    """
+    results = [Stored() for _ in incoming]
+    rule_uses: Counter[int] = Counter()
+    kept: list[tuple[int, dict[str, tuple[Accepted, str, str]]]] = []
+    for index, item in enumerate(incoming):
+        targets = _targets(session, item, results[index], srs, now)
+        rule_uses.update({a.decision.rule.id for a in item.recipients if a.decision.rule})
+        if targets:
+            kept.append((index, targets))
+    if rule_uses:
+        await session.execute(
+            _COUNT_RULE_USE, [{"rule": rule, "uses": n} for rule, n in rule_uses.items()]
+        )
+    if not kept:
+        return results
+    message_ids = list(
+        await session.scalars(
+            insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True),
+            [_message_row(incoming[index].arrival, now) for index, _ in kept],
+        )
+    )
+    rows: list[dict[str, Any]] = []
+    owners: list[int] = []
+    for (index, targets), message_id in zip(kept, message_ids, strict=True):
+        results[index].message_id = message_id
+        for accepted, destination, sender in targets.values():
+            domain = accepted.address.rpartition("@")[2].lower()
+            rows.append(
+                {
+                    "message_id": message_id,
+                    "rule_id": accepted.decision.rule.id if accepted.decision.rule else None,
+                    "rule": rule_label(accepted.decision, domain),
+                    "original_rcpt": accepted.address,
+                    "recipient": destination,
+                    "mail_from": sender,
+                    "status": "queued",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "expires_at": now + queue_lifetime,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            owners.append(index)
+    delivery_ids = await session.scalars(
+        insert(_deliveries).returning(_deliveries.c.id, sort_by_parameter_order=True), rows
+    )
+    for index, delivery_id in zip(owners, delivery_ids, strict=True):
+        results[index].delivery_ids.append(delivery_id)
+    return results
+
+
+_messages = cast(Table, Message.__table__)
+_deliveries = cast(Table, Delivery.__table__)
+_rules = cast(Table, Rule.__table__)
+# One more accepted message for each rule that accepted it (max_messages counts these).
+_COUNT_RULE_USE = (
+    update(_rules)
+    .where(_rules.c.id == bindparam("rule"))
+    .values(message_count=_rules.c.message_count + bindparam("uses"))
+)
+
+
+def _message_row(arrival: Arrival, now: datetime) -> dict[str, Any]:
+    return {
+        "kind": "inbound",
+        "queue_id": arrival.queue_id,
+        "created_at": now,
+        "client_ip": arrival.client_ip,
+        "helo": arrival.helo,
+        "mail_from": arrival.mail_from,
+        "message_id": arrival.message_id,
+        "size": len(arrival.content),
+        "content": arrival.content,
+    }
+
+
+def _targets(
+    session: AsyncSession, item: Incoming, stored: Stored, srs: Srs, now: datetime
+) -> dict[str, tuple[Accepted, str, str]]:
+    """Where ``item`` goes: one delivery per destination, however many recipients lead
+    there (as Postfix removes duplicates after alias expansion), keyed by the destination
+    folded: (recipient, destination, sender). Drops are logged and counted in ``stored``."""
+    arrival = item.arrival
     envelope = activity.Envelope(
         arrival.client_ip, arrival.mail_from, arrival.message_id, len(arrival.content)
     )
-    stored = Stored()
-    # One delivery per destination, however many recipients lead there (as Postfix
-    # removes duplicates after alias expansion): key -> (recipient, destination, sender).
     targets: dict[str, tuple[Accepted, str, str]] = {}
-    for accepted in recipients:
+    for accepted in item.recipients:
         decision = accepted.decision
-        domain = accepted.address.rpartition("@")[2].lower()
         if decision.outcome is Outcome.DROP:
             stored.dropped += 1
             activity.record(
@@ -77,7 +184,7 @@ async def store(
                 envelope,
                 status=activity.DROPPED,
                 address=accepted.address,
-                rule=rule_label(decision, domain),
+                rule=rule_label(decision, accepted.address.rpartition("@")[2].lower()),
                 action="drop",
                 at=now,
             )
@@ -91,47 +198,4 @@ async def store(
         )
         for destination in decision.destinations:
             targets.setdefault(destination.lower(), (accepted, destination, sender))
-    await _count_rule_use(session, recipients)
-    if not targets:
-        return stored
-    stored.message = Message(
-        kind="inbound",
-        queue_id=arrival.queue_id,
-        created_at=now,
-        client_ip=arrival.client_ip,
-        helo=arrival.helo,
-        mail_from=arrival.mail_from,
-        message_id=arrival.message_id,
-        size=len(arrival.content),
-        content=arrival.content,
-    )
-    session.add(stored.message)
-    await session.flush()
-    for accepted, destination, sender in targets.values():
-        delivery = Delivery(
-            message_id=stored.message.id,
-            rule_id=accepted.decision.rule.id if accepted.decision.rule else None,
-            rule=rule_label(accepted.decision, accepted.address.rpartition("@")[2].lower()),
-            original_rcpt=accepted.address,
-            recipient=destination,
-            mail_from=sender,
-            next_attempt_at=now,
-            expires_at=now + queue_lifetime,
-            created_at=now,
-        )
-        session.add(delivery)
-        stored.deliveries.append(delivery)
-    await session.flush()
-    return stored
-
-
-async def _count_rule_use(session: AsyncSession, recipients: list[Accepted]) -> None:
-    """One more accepted message for each rule that accepted it (max_messages counts these)."""
-    rule_ids = {a.decision.rule.id for a in recipients if a.decision.rule is not None}
-    if rule_ids:
-        await session.execute(
-            update(Rule)
-            .where(Rule.id.in_(rule_ids))
-            .values(message_count=Rule.message_count + 1)
-            .execution_options(synchronize_session=False)
-        )
+    return targets

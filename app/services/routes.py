@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Executable, Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Destination, Domain, Rule, RuleDestination
@@ -45,54 +47,109 @@ def rule_view(rule: Rule, destinations: Iterable[DestinationView]) -> RuleView:
     )
 
 
-async def load_domain_view(session: AsyncSession, address: Address) -> DomainView | None:
-    """The served domain of ``address`` with the rules that may match it, or None.
-
-    One query on two unique indexes: domains(name), rules(domain_id, local_part); the
-    outer joins keep the domain row when no rule matches, so "not served" and "unknown
-    address" stay apart.
-    """
-    query = (
-        select(
-            Domain.name,
-            Domain.subaddressing,
-            Rule,
-            Destination.email,
-            Destination.status,
-        )
-        .outerjoin(Rule, (Rule.domain_id == Domain.id) & Rule.local_part.in_(lookup_keys(address)))
-        .outerjoin(RuleDestination, RuleDestination.rule_id == Rule.id)
-        .outerjoin(Destination, Destination.id == RuleDestination.destination_id)
-        .where(Domain.name == address.domain)
+# The rules that may decide an address: one query on two unique indexes, domains(name)
+# and rules(domain_id, local_part). The outer joins keep the domain row when no rule
+# matches, so "not served" and "unknown address" stay apart. Plain columns, no ORM
+# objects, and one statement object with parameters (SQLAlchemy compiles it once): this
+# runs for every RCPT.
+DOMAIN_VIEW = (
+    select(
+        Domain.name,
+        Domain.subaddressing,
+        Rule.id,
+        Rule.kind,
+        Rule.local_part,
+        Rule.action,
+        Rule.enabled,
+        Rule.expires_at,
+        Rule.max_messages,
+        Rule.message_count,
+        Destination.email,
+        Destination.status,
     )
-    rows = (await session.execute(query)).all()
+    .outerjoin(
+        Rule,
+        (Rule.domain_id == Domain.id) & Rule.local_part.in_(bindparam("keys", expanding=True)),
+    )
+    .outerjoin(RuleDestination, RuleDestination.rule_id == Rule.id)
+    .outerjoin(Destination, Destination.id == RuleDestination.destination_id)
+    .where(Domain.name == bindparam("domain"))
+)
+
+
+def domain_view_parameters(address: Address) -> dict[str, Any]:
+    return {"domain": address.domain, "keys": list(lookup_keys(address))}
+
+
+def domain_view(rows: Sequence[Row[Any]]) -> DomainView | None:
+    """The routing core's view of what DOMAIN_VIEW found."""
     if not rows:
         return None
-    rules: dict[str, Rule] = {}
+    rules: dict[str, RuleView] = {}
     destinations: dict[str, list[DestinationView]] = {}
-    for _name, _sub, rule, email, status in rows:
-        if rule is None:
+    for row in rows:
+        if row.id is None:
             continue
-        rules[rule.local_part] = rule
-        if email is not None:
-            destinations.setdefault(rule.local_part, []).append(
-                DestinationView(email, status == "verified")
+        if row.local_part not in rules:
+            rules[row.local_part] = RuleView(
+                id=row.id,
+                kind=RuleKind(row.kind),
+                local_part=row.local_part,
+                action=Action(row.action),
+                enabled=row.enabled,
+                expires_at=row.expires_at,
+                max_messages=row.max_messages,
+                message_count=row.message_count,
+            )
+        if row.email is not None:
+            destinations.setdefault(row.local_part, []).append(
+                DestinationView(row.email, row.status == "verified")
             )
     views = {
-        key: rule_view(rule, sorted(destinations.get(key, ()), key=lambda d: d.email))
+        key: dataclasses.replace(
+            rule, destinations=tuple(sorted(destinations.get(key, ()), key=lambda d: d.email))
+        )
         for key, rule in rules.items()
     }
-    return DomainView(name=rows[0][0], subaddressing=rows[0][1], rules=views)
+    return DomainView(name=rows[0].name, subaddressing=rows[0].subaddressing, rules=views)
+
+
+async def load_domain_view(session: AsyncSession, address: Address) -> DomainView | None:
+    """The served domain of ``address`` with the rules that may match it, or None."""
+    return domain_view(
+        await SessionRows(session).rows(DOMAIN_VIEW, domain_view_parameters(address))
+    )
 
 
 async def route(
     session: AsyncSession, raw_address: str, now: datetime | None = None, srs: Srs | None = None
 ) -> tuple[Address, Decision]:
-    """What happens to mail for ``raw_address``: the call both the API and SMTP make."""
+    """What happens to mail for ``raw_address``, as the API asks it."""
+    return await route_with(SessionRows(session), raw_address, now, srs)
+
+
+class Rows(Protocol):
+    async def rows(self, query: Executable, parameters: dict[str, Any]) -> Sequence[Row[Any]]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionRows:
+    session: AsyncSession
+
+    async def rows(self, query: Executable, parameters: dict[str, Any]) -> Sequence[Row[Any]]:
+        result: Sequence[Row[Any]] = (await self.session.execute(query, parameters)).all()
+        return result
+
+
+async def route_with(
+    source: Rows, raw_address: str, now: datetime | None = None, srs: Srs | None = None
+) -> tuple[Address, Decision]:
+    """What happens to mail for ``raw_address``, with the rules read from ``source`` (an
+    app.db.reader.Reader on the SMTP server's RCPT path)."""
     address = parse_address(raw_address)
     if srs is not None and srs.is_srs(address):
         return address, resolve_srs_bounce(address, srs)
     if address.is_literal:
         return address, resolve_route(address, None, now or utcnow())
-    domain = await load_domain_view(session, address)
+    domain = domain_view(await source.rows(DOMAIN_VIEW, domain_view_parameters(address)))
     return address, resolve_route(address, domain, now or utcnow())

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import message
 from app.db.engine import session_scope
+from app.db.group_commit import GroupCommit
+from app.db.reader import Reader, SessionReader
 from app.db.types import utcnow
 from app.errors import InvalidAddress
 from app.routing import Decision, Refusal
@@ -82,8 +84,12 @@ class InboundHandler:
         config: InboundConfig,
         on_queued: Callable[[], None] | None = None,
         inline: InlineDelivery | None = None,
+        reader: Reader | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        # RCPT only reads: through a reader, it need not queue behind the writer.
+        self.reader = reader or SessionReader(sessionmaker)
+        self.commits = GroupCommit(sessionmaker, self._store)
         self.srs = srs
         self.config = config
         self.on_queued = on_queued
@@ -116,9 +122,9 @@ class InboundHandler:
             return replies.S452_TOO_MANY_RECIPIENTS
         peer = _peer_ip(session)
         try:
-            async with session_scope(self.sessionmaker) as db:
-                _parsed, decision = await routes.route(db, address, srs=self.srs)
-                if not decision.accepted:
+            _parsed, decision = await routes.route_with(self.reader, address, srs=self.srs)
+            if not decision.accepted:
+                async with session_scope(self.sessionmaker) as db:
                     activity.record(
                         db,
                         activity.Envelope(peer, transaction.mail_from),
@@ -169,15 +175,7 @@ class InboundHandler:
             message_id=message.message_id(content),
         )
         try:
-            async with session_scope(self.sessionmaker) as db:
-                stored = await inbound.store(
-                    db,
-                    arrival,
-                    recipients,
-                    srs=self.srs,
-                    queue_lifetime=self.config.queue_lifetime,
-                    now=now,
-                )
+            stored = await self.commits.run(inbound.Incoming(arrival, recipients))
         except DATABASE_ERRORS + (DBAPIError,) as exc:
             log.error("message %s not stored: %s", queue_id, type(exc).__name__)
             return replies.S452_STORAGE if _disk_full(exc) else replies.S451_TEMPORARY_FAILURE
@@ -185,18 +183,29 @@ class InboundHandler:
             "message %s from %s stored: %d deliveries, %d dropped",
             queue_id,
             _peer_ip(session),
-            len(stored.deliveries),
+            len(stored.delivery_ids),
             stored.dropped,
         )
-        if stored.message is None:
+        if stored.message_id is None:
             return replies.S250_DROPPED
         if self.inline is not None and self.config.inline_delivery_timeout > 0:
-            reply = await self._deliver_in_session(queue_id, [d.id for d in stored.deliveries])
+            reply = await self._deliver_in_session(queue_id, stored.delivery_ids)
             if reply is not None:
                 return reply
         if self.on_queued is not None:
             self.on_queued()
         return replies.S250_QUEUED.format(queue_id=queue_id)
+
+    async def _store(
+        self, session: AsyncSession, incoming: list[inbound.Incoming]
+    ) -> list[inbound.Stored]:
+        return await inbound.store_all(
+            session,
+            incoming,
+            srs=self.srs,
+            queue_lifetime=self.config.queue_lifetime,
+            now=utcnow(),
+        )
 
     async def _deliver_in_session(self, queue_id: str, ids: list[int]) -> str | None:
         """The reply when the in-session attempt settled the message, else None (queue it).

@@ -29,6 +29,7 @@ async def start_server(
     tls: ssl.SSLContext | None = None,
     gate: Gate | None = None,
     limits: SessionLimits = DEFAULT_LIMITS,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
 
@@ -46,4 +47,6 @@ async def start_server(
             loop=loop,
         )
 
-    return await loop.create_server(protocol, host=host, port=port, reuse_address=True)
+    return await loop.create_server(
+        protocol, host=host, port=port, reuse_address=True, reuse_port=reuse_port or None
+    )

@@ -52,7 +52,7 @@ async def queue_inbound(
             queue_lifetime=timedelta(days=5),
             now=now,
         )
-    return [d.id for d in stored.deliveries]
+    return stored.delivery_ids
 
 
 async def queue_ours(sessionmaker: Sessionmaker, recipient: str = "me@inbox.example") -> Message:

@@ -177,7 +177,7 @@ async def queue_inbound(
             queue_lifetime=timedelta(days=5),
             now=clock(),
         )
-    return [d.id for d in stored.deliveries]
+    return stored.delivery_ids
 
 
 async def all_deliveries(sessionmaker: Sessionmaker) -> list[Delivery]:

@@ -100,7 +100,7 @@ async def queue_inbound(
             queue_lifetime=lifetime,
             now=clock(),
         )
-    return [d.id for d in stored.deliveries]
+    return stored.delivery_ids
 
 
 async def all_deliveries(sessionmaker: Sessionmaker) -> list[Delivery]:
