@@ -73,3 +73,16 @@ def rss_kib(*pids: int) -> int:
 def peak_rss_kib(*pids: int) -> int:
     """Peak resident memory (VmHWM) of ``pids``, summed, in KiB."""
     return sum(_status_kib(pid, "VmHWM") for pid in pids)
+
+
+def pss_kib(*pids: int) -> int:
+    """Proportional set size of ``pids``, summed, in KiB: shared pages divided among the
+    processes mapping them, so a tree of daemons sharing libraries is not counted N times."""
+    total = 0
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("Pss:"))
+    return total

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench import processes
+from bench.ports import HOST, free_port, smtp_greets
 from bench.processes import peak_rss_kib, rss_kib
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 MAILROUTE = Path(sys.executable).parent / "mailroute"
-HOST = "127.0.0.1"
 DOMAIN = "bench.example.org"
 DESTINATION = "inbox@sink.example.com"
 START_TIMEOUT = 60.0
@@ -61,13 +60,6 @@ class Mailroute:
     @property
     def log_file(self) -> Path:
         return self.workdir / "serve.log"
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port nobody listens on now (the kernel's pick; free until someone binds it)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def reset_database(kind: str, pg_url: str, workdir: Path) -> str:
@@ -102,6 +94,14 @@ def psql(pg_url: str, statement: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"psql {statement!r} failed: {done.stderr.strip()}")
     return done.stdout.strip()
+
+
+def backend_pids(pg_url: str) -> list[int]:
+    """PostgreSQL's server processes serving connections to ``pg_url``'s database: part of
+    what mailroute costs on PostgreSQL."""
+    name = urlsplit(pg_url).path.lstrip("/")
+    query = f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}'"
+    return [int(pid) for pid in psql(pg_url, query).split()]
 
 
 def settings_env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -201,19 +201,6 @@ def wait_until_ready(server: Mailroute, timeout: float = START_TIMEOUT) -> None:
             what = "exited" if server.process.poll() is not None else f"not ready in {timeout} s"
             raise RuntimeError(f"mailroute serve {what}:\n{tail(server.log_file)}")
         time.sleep(0.1)
-
-
-def smtp_greets(port: int) -> bool:
-    """Whether an SMTP server on ``port`` answers with a 220 banner."""
-    try:
-        with socket.create_connection((HOST, port), timeout=5) as sock:
-            with sock.makefile("rb") as reader:
-                line = reader.readline()
-                sock.sendall(b"QUIT\r\n")
-                reader.readline()
-    except OSError:
-        return False
-    return line.startswith(b"220")
 
 
 def api_healthy(port: int) -> bool:
