@@ -99,7 +99,7 @@ def measure_round(
     sessions: int,
     messages: int,
 ) -> dict[str, Any]:
-    cpu_before = cpu_seconds(ctx, sink, servers)
+    before = cpu_sample(ctx, sink, servers)
     result = load.send(
         server.port,
         sink,
@@ -107,8 +107,7 @@ def measure_round(
         sessions=sessions,
         reuse_sessions=ctx.options.reuse_sessions,
     )
-    cpu_after = cpu_seconds(ctx, sink, servers)
-    cpu = {name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_before}
+    cpu = cpu_spent(before, cpu_sample(ctx, sink, servers))
     sink_share = cpu["sink"] / result.forwarded_seconds
     if sink_share > SINK_BUSY:
         log.warning("the sink was on the CPU %.0f%% of a %s round", 100 * sink_share, server.name)
@@ -122,13 +121,31 @@ def measure_round(
     )
 
 
-def cpu_seconds(ctx: Context, sink: Sink, servers: list[Server]) -> dict[str, float]:
-    """CPU time so far of each server, the sink, and on PostgreSQL the server processes
-    of mailroute's connections (its pool keeps them for the whole part)."""
+@dataclass(frozen=True)
+class CpuSample:
+    processes: dict[str, float]
+    # On PostgreSQL, per server process serving mailroute's connections.
+    backends: dict[int, float]
+
+
+def cpu_sample(ctx: Context, sink: Sink, servers: list[Server]) -> CpuSample:
     spent = {s.name: s.cpu_seconds() for s in servers} | {"sink": sink.cpu_seconds()}
+    backends = {}
     if ctx.database == "postgresql":
-        spent["postgresql"] = processes.cpu_seconds(service.backend_pids(ctx.pg_url))
-    return spent
+        backends = processes.cpu_seconds_each(service.backend_pids(ctx.pg_url))
+    return CpuSample(spent, backends)
+
+
+def cpu_spent(before: CpuSample, after: CpuSample) -> dict[str, float]:
+    """CPU seconds between two samples per process (tree). A PostgreSQL backend that came
+    during the round counts from zero; one that went is lost (its time is not kept
+    anywhere we can read), so that figure is a lower bound."""
+    spent = {name: after.processes[name] - before.processes[name] for name in after.processes}
+    if after.backends or before.backends:
+        spent["postgresql"] = sum(
+            cpu - before.backends.get(pid, 0.0) for pid, cpu in after.backends.items()
+        )
+    return {name: round(value, 2) for name, value in spent.items()}
 
 
 def summarize(sessions: int, per_round: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -139,6 +156,9 @@ def summarize(sessions: int, per_round: int, rounds: list[dict[str, Any]]) -> di
             key: round(statistics.median(r[key] for r in mine), 1)
             for key in ("accepted_per_s", "forwarded_per_s")
         }
+        medians[name]["cpu_ms_per_message"] = round(
+            statistics.median(cpu_per_message(r) for r in mine), 2
+        )
     ratio = {
         key: round(medians["mailroute"][key] / medians["postfix"][key], 3)
         for key in ("accepted_per_s", "forwarded_per_s")
@@ -150,3 +170,13 @@ def summarize(sessions: int, per_round: int, rounds: list[dict[str, Any]]) -> di
         "ratio_mailroute_postfix": ratio,
         "rounds": rounds,
     }
+
+
+def cpu_per_message(round_: dict[str, Any]) -> float:
+    """Milliseconds of CPU the round's server spent per message; mailroute's includes the
+    PostgreSQL backends serving it."""
+    cpu = round_["cpu_seconds"]
+    spent = cpu[round_["server"]]
+    if round_["server"] == "mailroute":
+        spent += cpu.get("postgresql", 0.0)
+    return 1000 * float(spent) / int(round_["messages"])

@@ -54,6 +54,11 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return ticks / CLOCK_TICKS
 
 
+def cpu_seconds_each(pids: Iterable[int]) -> dict[int, float]:
+    """Like cpu_seconds, per process: a pool's connections come and go during a round."""
+    return {pid: cpu_seconds([pid]) for pid in pids}
+
+
 def _status_kib(pid: int, key: str) -> int:
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
