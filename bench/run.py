@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -106,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     logging.getLogger("bench").setLevel(logging.INFO)
+    # A stop by SIGTERM cleans up like ^C: every server started is stopped on the way out.
+    signal.signal(signal.SIGTERM, interrupt)
     options = Options(args.messages, args.rounds, args.sessions, args.reuse_sessions)
     machine = report.machine(args.databases, args.pg_url)
     workdir = Path(tempfile.mkdtemp(prefix="mailroute-bench-"))
@@ -135,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write("\n\n".join(tables) + "\n")
     sys.stdout.write(f"\n{time.monotonic() - started:.0f} s in all\n")
     return 1 if failed else 0
+
+
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run_databases(
