@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import resource
 import time
 from collections import Counter
@@ -169,6 +170,8 @@ def _own_cpu() -> float:
 
 
 def run(ctx: Context) -> dict[str, object]:
+    # httpx logs every request at INFO: thousands of lines under `python -m bench -v`.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return measure(
         ctx.database,
         ctx.pg_url,
