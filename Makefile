@@ -1,10 +1,11 @@
-# mailroute: `make run` starts the service on SQLite, `make test` runs lint and the tests.
+# mailroute: `make run` starts the service on SQLite, `make test` runs lint and the tests,
+# `make bench` the benchmark suite (bench/README.md; needs root, Postfix and PostgreSQL).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format venv clean
+.PHONY: run test lint format venv clean bench
 
 run: $(STAMP)
 	$(BIN)/mailroute serve
@@ -12,14 +13,17 @@ run: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 lint: $(STAMP)
-	$(BIN)/ruff format --check app tests migrations
-	$(BIN)/ruff check app tests migrations
+	$(BIN)/ruff format --check app tests migrations bench
+	$(BIN)/ruff check app tests migrations bench
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format app tests migrations
-	$(BIN)/ruff check --fix app tests migrations
+	$(BIN)/ruff format app tests migrations bench
+	$(BIN)/ruff check --fix app tests migrations bench
 
 venv: $(STAMP)
 

@@ -1,0 +1,1 @@
+"""mailroute's benchmark suite: ``python -m bench`` (or ``make bench``); see README.md."""
