@@ -25,6 +25,7 @@ from app.api.context import ApiContext
 from app.config import Settings
 from app.db.engine import create_engine, create_sessionmaker, session_scope
 from app.db.reader import Reader, create_reader
+from app.delivery.connections import IDLE_LIMIT
 from app.delivery.mx import Target
 from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
@@ -109,6 +110,7 @@ def delivery_worker(rt: Runtime) -> DeliveryWorker:
         relay=relay,
         smarthost=smarthost,
         lease=timedelta(seconds=s.delivery_lease),
+        connection_idle=IDLE_LIMIT,
     )
     return DeliveryWorker(rt.sessionmaker, rt.resolver, config)
 

@@ -35,7 +35,12 @@ def create_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -
     tables, and with enforcement on, dropping a parent would cascade into its children.
     """
     if make_url(url).get_backend_name() != "sqlite":
-        kwargs: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+        # Enough connections for a busy server's concurrent sessions, kept open: past the
+        # pool, SQLAlchemy opens and closes one per use, and PostgreSQL forks a backend
+        # for each.
+        kwargs: dict[str, Any] = (
+            {"pool_size": 10, "max_overflow": 10} if pooled else {"poolclass": NullPool}
+        )
         return create_async_engine(url, pool_pre_ping=True, **kwargs)
     _ensure_parent_directory(url)
     # One connection: the process's writers queue here, not in SQLite's busy handler.

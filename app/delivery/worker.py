@@ -2,7 +2,7 @@
 
 One worker step is one unit of work at each end: the claim is committed before any
 network I/O, and the outcomes are committed together afterwards. Deliveries to the same
-domain share one connection.
+domain share one connection, which is kept a moment for the next step (connections.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.engine import session_scope
 from app.db.models import Delivery
 from app.db.types import utcnow
+from app.delivery.connections import ConnectionCache
 from app.delivery.inline import InlineResult
 from app.delivery.ledger import Ledger, retry_delay
 from app.delivery.mx import NoRoute, Target, resolve_targets
@@ -47,6 +48,9 @@ class WorkerConfig:
     batch_size: int = 100
     lease: timedelta = timedelta(minutes=10)
     poll_interval: float = 5.0
+    # Seconds a connection that ended a step waits for the next (connections.py); 0:
+    # closed at once.
+    connection_idle: float = 0.0
 
 
 class DeliveryWorker:
@@ -66,6 +70,7 @@ class DeliveryWorker:
         self.clock = clock
         self.ledger = Ledger(sessionmaker, config.hostname, clock, jitter)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.connections = ConnectionCache(config.connection_idle)
         self._wake = asyncio.Event()
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -75,14 +80,17 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivery worker %s started", self.id)
-        while not stop.is_set():
-            try:
-                handled = await self.run_once()
-            except Exception:
-                log.exception("delivery step failed; retrying shortly")
-                handled = 0
-            if handled == 0:
-                await self._sleep(stop)
+        try:
+            while not stop.is_set():
+                try:
+                    handled = await self.run_once()
+                except Exception:
+                    log.exception("delivery step failed; retrying shortly")
+                    handled = 0
+                if handled == 0:
+                    await self._sleep(stop)
+        finally:
+            await self.connections.close_all()
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -186,18 +194,25 @@ class DeliveryWorker:
             return {d.id: exc.outcome for d in items}
         failure = Outcome(Result.TEMPORARY, f"no mail host of {domain} answered")
         for target in targets:
+            connection = await self.connections.take(target)
+            if connection is None:
+                try:
+                    connection = await connect(target, self.relay)
+                except ConnectFailed as exc:
+                    failure = exc.outcome
+                    continue
+                self.connections.opened(connection)
+            results: dict[int, Outcome] = {}
             try:
-                connection = await connect(target, self.relay)
-            except ConnectFailed as exc:
-                failure = exc.outcome
-                continue
-            try:
-                results: dict[int, Outcome] = {}
                 for delivery in items:
                     results[delivery.id] = await connection.send(
                         delivery.mail_from, delivery.recipient, delivery.message.content
                     )
-                return results
             finally:
-                await connection.close()
+                # Parked for the next batch only after a batch that went through whole.
+                if len(results) == len(items) and self.config.connection_idle > 0:
+                    self.connections.give(connection)
+                else:
+                    await connection.close()
+            return results
         return {d.id: failure for d in items}
