@@ -98,7 +98,8 @@ def migrate_command() -> None:
 
 @cli.command()
 def serve() -> None:
-    """Migrate, then run the API, SMTP server and delivery worker in one process."""
+    """Migrate, then run the API, the SMTP server and the delivery worker (in a child
+    process of its own, beside any further SMTP processes: SMTP_PROCESSES)."""
     from app.db import migrate
 
     settings = _settings()
@@ -117,14 +118,17 @@ def smtp(
     wake_fd: Annotated[int | None, typer.Option("--wake-fd", hidden=True)] = None,
 ) -> None:
     """Run the inbound SMTP server alone; a `worker` somewhere delivers what it queues."""
-    # --wake-fd: serve's SMTP children tell their parent's worker of new mail (app.smtp.processes).
+    # --wake-fd: serve's SMTP children wake its worker through this pipe (app.supervisor).
     _run_parts(_settings(), api=False, smtp=True, worker=False, wake_fd=wake_fd)
 
 
 @cli.command()
-def worker() -> None:
+def worker(
+    wake_fd: Annotated[int | None, typer.Option("--wake-fd", hidden=True)] = None,
+) -> None:
     """Run a delivery worker alone; on PostgreSQL, any number may share the queue."""
-    _run_parts(_settings(), api=False, smtp=False, worker=True)
+    # --wake-fd: serve's worker child is woken through this pipe (app.supervisor).
+    _run_parts(_settings(), api=False, smtp=False, worker=True, wake_fd=wake_fd)
 
 
 def _run_parts(

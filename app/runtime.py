@@ -1,7 +1,8 @@
 """Assembling and running the service's parts from settings; used only by the CLI.
 
-``serve`` runs the API, the SMTP server and the delivery worker in one process and one
-event loop; ``api``, ``smtp`` and ``worker`` run one part each, for scaling out.
+``serve`` runs the API and the SMTP server, with the delivery worker (and SMTP processes
+beyond the first) as child processes it supervises; ``api``, ``smtp`` and ``worker`` run
+one part each, for scaling out.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import logging
 import secrets
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +22,7 @@ import uvicorn
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app import supervisor
 from app.api.app import create_app
 from app.api.context import ApiContext
 from app.config import Settings
@@ -34,7 +37,6 @@ from app.resolver import DnsResolver
 from app.routing.srs import Srs
 from app.services import activity, queue, server_state
 from app.services.destinations import MailIdentity
-from app.smtp import processes
 from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.limits import Gate, SessionLimits
 from app.smtp.server import start_server, tls_context
@@ -42,6 +44,7 @@ from app.smtp.server import start_server, tls_context
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL = 3600.0
+LINGER = 0.05  # seconds the worker waits, once woken, for more mail to batch
 DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
 
 
@@ -111,18 +114,29 @@ def delivery_worker(rt: Runtime) -> DeliveryWorker:
         smarthost=smarthost,
         lease=timedelta(seconds=s.delivery_lease),
         connection_idle=IDLE_LIMIT,
+        linger=LINGER,
     )
     return DeliveryWorker(rt.sessionmaker, rt.resolver, config)
 
 
-async def run_worker(rt: Runtime, worker: DeliveryWorker, stop: asyncio.Event) -> None:
-    if rt.engine.dialect.name == "sqlite":
+async def run_worker(
+    rt: Runtime, worker: DeliveryWorker, stop: asyncio.Event, wake_fd: int | None = None
+) -> None:
+    """The delivery worker; ``wake_fd``: it is serve's child, woken through this pipe."""
+    if wake_fd is not None:
+        supervisor.die_with_parent()
+        supervisor.watch_pipe(wake_fd, worker.wake)
+    elif rt.engine.dialect.name == "sqlite":
         # One worker per SQLite database: claims still held were left by a dead process.
-        async with session_scope(rt.sessionmaker) as session:
-            released = await queue.release_claims(session)
-        if released:
-            log.info("released %d deliveries claimed before a restart", released)
+        await release_claims(rt)
     await worker.run(stop)
+
+
+async def release_claims(rt: Runtime, holder_prefix: str | None = None) -> None:
+    async with session_scope(rt.sessionmaker) as session:
+        released = await queue.release_claims(session, holder_prefix)
+    if released:
+        log.info("released %d deliveries claimed by a process that died", released)
 
 
 async def run_maintenance(rt: Runtime, stop: asyncio.Event) -> None:
@@ -181,7 +195,7 @@ async def run_smtp(
         tls=tls,
         gate=gate,
         limits=limits,
-        reuse_port=s.smtp_process_count > 1 and processes.reuse_port_supported(),
+        reuse_port=s.smtp_process_count > 1 and supervisor.reuse_port_supported(),
     )
     log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)
     await stop.wait()
@@ -216,14 +230,16 @@ def api_rates(s: Settings) -> tuple[Rate | None, Rate | None]:
     )
 
 
-async def run_api(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Event) -> None:
+async def run_api(
+    rt: Runtime, stop: asyncio.Event, on_queued: Callable[[], None] | None = None
+) -> None:
     s = rt.settings
     token_rate, auth_failure_rate = api_rates(s)
     context = ApiContext(
         sessionmaker=rt.sessionmaker,
         resolver=rt.resolver,
         identity=MailIdentity(hostname=s.hostname, public_url=s.public_url),
-        on_queued=worker.wake if worker else None,
+        on_queued=on_queued,
         token_rate=token_rate,
         auth_failure_rate=auth_failure_rate,
     )
@@ -246,38 +262,67 @@ async def run_api(rt: Runtime, worker: DeliveryWorker | None, stop: asyncio.Even
 async def run(
     settings: Settings, *, api: bool, smtp: bool, worker: bool, wake_fd: int | None = None
 ) -> None:
-    """Run the chosen parts until SIGTERM or SIGINT, then stop them together. ``wake_fd``:
-    an SMTP child of ``serve`` tells its parent's worker of new mail down this pipe."""
+    """Run the chosen parts until SIGTERM or SIGINT, then stop them together. All three
+    (``serve``) run the worker, and SMTP beyond one process, as children. ``wake_fd``
+    is given to serve's children: the wake pipe's end an SMTP child writes to, or the
+    one the worker child reads."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with runtime(settings) as rt:
-        the_worker = delivery_worker(rt) if worker else None
-        tasks = []
-        if the_worker is not None:
-            tasks.append(run_worker(rt, the_worker, stop))
-            tasks.append(run_maintenance(rt, stop))
-        if the_worker is not None:
-            on_queued: Callable[[], None] | None = the_worker.wake
+        if api and smtp and worker:
+            tasks = await serve(rt, stop)
         else:
-            on_queued = processes.pipe_waker(wake_fd) if wake_fd is not None else None
-        if smtp:
-            tasks.append(run_smtp(rt, the_worker, stop, on_queued))
-        if wake_fd is not None:
-            tasks.append(processes.stop_when_orphaned(stop))
-        if smtp and the_worker is not None and settings.smtp_process_count > 1:
-            tasks.append(
-                processes.run_children(
-                    settings.smtp_process_count - 1,
-                    the_worker.wake,
-                    stop,
-                    settings.shutdown_timeout,
-                )
-            )
-        if api:
-            tasks.append(run_api(rt, the_worker, stop))
+            tasks = []
+            on_queued: Callable[[], None] | None = None
+            the_worker = delivery_worker(rt) if worker else None
+            if the_worker is not None:
+                tasks.append(run_worker(rt, the_worker, stop, wake_fd))
+                tasks.append(run_maintenance(rt, stop))
+                on_queued = the_worker.wake
+            elif wake_fd is not None:
+                on_queued = supervisor.pipe_waker(wake_fd)
+            if smtp:
+                tasks.append(run_smtp(rt, the_worker, stop, on_queued))
+                if wake_fd is not None:
+                    tasks.append(supervisor.stop_when_orphaned(stop))
+            if api:
+                tasks.append(run_api(rt, stop, on_queued))
         await asyncio.gather(*(_stopping_all_on_error(task, stop) for task in tasks))
+
+
+async def serve(rt: Runtime, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+    """The API and one SMTP listener here; the delivery worker and any further SMTP
+    processes as children (app.supervisor), all woken through one pipe."""
+    s = rt.settings
+    if rt.engine.dialect.name == "sqlite":
+        await release_claims(rt)  # before any child runs: whatever is claimed is stale
+    read_end, write_end = supervisor.wake_pipe()
+    wake = supervisor.pipe_waker(write_end)
+    host = socket.gethostname()
+
+    async def release_dead(pid: int) -> None:
+        # DeliveryWorker ids are host:pid:random.
+        with contextlib.suppress(*DATABASE_ERRORS):
+            await release_claims(rt, f"{host}:{pid}:")
+
+    children = [
+        supervisor.Child(
+            "delivery worker", ["worker", supervisor.WAKE_FD_OPTION, str(read_end)], [read_end]
+        )
+    ]
+    children += [
+        supervisor.Child(
+            f"SMTP process {n}", ["smtp", supervisor.WAKE_FD_OPTION, str(write_end)], [write_end]
+        )
+        for n in range(1, s.smtp_process_count)
+    ]
+    return [
+        *(supervisor.supervise(c, stop, s.shutdown_timeout, release_dead) for c in children),
+        run_smtp(rt, None, stop, wake),
+        run_api(rt, stop, wake),
+    ]
 
 
 async def _stopping_all_on_error(part: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:

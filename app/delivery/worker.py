@@ -51,6 +51,8 @@ class WorkerConfig:
     # Seconds a connection that ended a step waits for the next (connections.py); 0:
     # closed at once.
     connection_idle: float = 0.0
+    # Seconds to wait, once woken for new mail, for more to make a batch.
+    linger: float = 0.0
 
 
 class DeliveryWorker:
@@ -87,7 +89,9 @@ class DeliveryWorker:
                 except Exception:
                     log.exception("delivery step failed; retrying shortly")
                     handled = 0
-                if handled == 0:
+                # A full batch: more may be due. Otherwise wait to be woken (mail queued
+                # meanwhile has set the event already) rather than ask again at once.
+                if handled < self.config.batch_size:
                     await self._sleep(stop)
         finally:
             await self.connections.close_all()
@@ -99,6 +103,10 @@ class DeliveryWorker:
         )
         for waiter in waiters:
             waiter.cancel()
+        if self._wake.is_set() and self.config.linger > 0 and not stop.is_set():
+            # Woken for new mail: let what arrives with it join the batch. A claim and a
+            # record for every message of a steady trickle cost more than the sending.
+            await asyncio.sleep(self.config.linger)
         self._wake.clear()
 
     async def run_once(self) -> int:

@@ -81,12 +81,14 @@ async def claim(
     return list(rows)
 
 
-async def release_claims(session: AsyncSession) -> int:
-    """Put every claimed delivery back in the queue (a lone worker starting up)."""
+async def release_claims(session: AsyncSession, holder_prefix: str | None = None) -> int:
+    """Put claimed deliveries back in the queue: every one (a lone worker starting up),
+    or those whose holder's id starts with ``holder_prefix`` (a process that died)."""
+    held = Delivery.status == DELIVERING
+    if holder_prefix is not None:
+        held &= Delivery.claimed_by.startswith(holder_prefix, autoescape=True)
     result = await session.execute(
-        update(Delivery)
-        .where(Delivery.status == DELIVERING)
-        .values(status=QUEUED, claimed_by=None, claimed_until=None)
+        update(Delivery).where(held).values(status=QUEUED, claimed_by=None, claimed_until=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
