@@ -87,6 +87,7 @@ def _round(
     """Send ``messages``, ``concurrency`` at a time, then wait until the sink has them."""
     pids = server.pids()
     baseline = service.rss_kib(*pids)
+    before = {pid: service.rss_kib(pid) for pid in pids}
     for pid in pids:
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     target = sink.received() + len(messages)
@@ -95,6 +96,9 @@ def _round(
     accepted_wall = time.monotonic() - start
     end_to_end = sink.wait_for(target, stall=STALL_SECONDS) - start
     peak = service.peak_rss_kib(*pids)
+    # serve is several processes (SMTP, the delivery worker): each one's own growth too,
+    # as the sum of their peaks adds maxima reached at different moments.
+    growth = {pid: service.peak_rss_kib(pid) - rss for pid, rss in before.items()}
     total = size * len(messages)
     return {
         "messages": len(messages),
@@ -107,6 +111,7 @@ def _round(
         "peak_rss_kib": peak,
         "rss_after_kib": service.rss_kib(*pids),
         "peak_over_baseline_per_message_size": round((peak - baseline) * 1024 / size, 2),
+        "largest_process_growth_per_message_size": round(max(growth.values()) * 1024 / size, 2),
         # With several at once, the fair share: what each message in flight cost.
         "peak_over_baseline_per_message_in_flight": round(
             (peak - baseline) * 1024 / size / concurrency, 2
@@ -147,12 +152,13 @@ def markdown(document: dict[str, Any]) -> str:
     """One row per database and round: MB/s accepted and delivered, peak memory."""
     lines = [
         "| database | round | MB/s accepted | MB/s end to end | RSS before | peak "
-        f"| (peak - before) / size (target < {TARGET_RATIO:g}) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| (peak - before) / size, all processes (target < {TARGET_RATIO:g}) "
+        "| largest one process's growth / size |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for database, result in document["databases"].items():
         if "error" in result:
-            lines.append(f"| {database} | {result['error']} | | | | | |")
+            lines.append(f"| {database} | {result['error']} | | | | | | |")
             continue
         size_mib = result["message_bytes"] / MIB
         for name, r in result["rounds"].items():
@@ -160,6 +166,7 @@ def markdown(document: dict[str, Any]) -> str:
                 f"| {database} | {r['messages']} x {size_mib:.0f} MiB, {name} "
                 f"| {r['accepted_mb_per_s']} | {r['end_to_end_mb_per_s']} "
                 f"| {r['baseline_rss_kib'] / 1024:.0f} MiB | {r['peak_rss_kib'] / 1024:.0f} MiB "
-                f"| {r['peak_over_baseline_per_message_size']} |"
+                f"| {r['peak_over_baseline_per_message_size']} "
+                f"| {r.get('largest_process_growth_per_message_size', '')} |"
             )
     return "\n".join(lines)

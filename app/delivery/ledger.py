@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import session_scope
-from app.db.models import Delivery
+from app.db.models import Activity, Delivery
 from app.delivery import dsn
 from app.delivery.outcome import Outcome
 from app.services import activity, outbox, queue
@@ -46,28 +47,32 @@ class Ledger:
         self, claimed: list[Delivery], outcomes: dict[int, Outcome], *, settle: bool = True
     ) -> list[Delivery]:
         """Record each outcome; the permanent failures are returned and, unless ``settle``
-        is False (the in-session attempt decides later), bounced at once."""
+        is False (the in-session attempt decides later), bounced at once. A batch is a
+        few statements, whatever its size: core UPDATE and INSERT over the rows."""
         now = self.clock()
         failed: list[Delivery] = []
+        logs: list[dict[str, Any]] = []
+        for delivery in claimed:
+            if not self._record_one(delivery, outcomes[delivery.id], now, logs):
+                failed.append(delivery)
         async with session_scope(self.sessionmaker) as session:
-            for delivery in claimed:
-                session.add(delivery)  # detached after the claim's session closed
-                if not self._record_one(session, delivery, outcomes[delivery.id], now):
-                    failed.append(delivery)
+            await queue.save_outcomes(session, claimed)
+            await activity.record_many(session, logs)
             if settle or not failed:
                 await self._settle_failures(session, failed, outcomes, bounce=True, now=now)
                 await queue.drop_finished_messages(session, {d.message_id for d in claimed})
         return failed
 
     def _record_one(
-        self, session: AsyncSession, delivery: Delivery, outcome: Outcome, now: datetime
+        self, delivery: Delivery, outcome: Outcome, now: datetime, logs: list[dict[str, Any]]
     ) -> bool:
-        """Delivered or deferred: recorded, True. Failed for good: marked, False."""
+        """Delivered or deferred: recorded (and its log row added to ``logs``), True.
+        Failed for good: marked, False."""
         if outcome.delivered:
             queue.finish(
                 delivery, queue.DELIVERED, remote=outcome.remote, reply=outcome.reply, now=now
             )
-            self._log(session, delivery, outcome, activity.FORWARDED, now)
+            logs.append(self._row(delivery, outcome, activity.FORWARDED, now))
             return True
         if not outcome.permanent and now < delivery.expires_at:
             # The last retry falls on the expiry itself, not an hour before it.
@@ -76,7 +81,7 @@ class Ledger:
             queue.defer(
                 delivery, remote=outcome.remote, reply=outcome.reply, retry_at=retry_at, now=now
             )
-            self._log(session, delivery, outcome, activity.DEFERRED, now)
+            logs.append(self._row(delivery, outcome, activity.DEFERRED, now))
             return True
         queue.finish(delivery, queue.FAILED, remote=outcome.remote, reply=outcome.reply, now=now)
         return False
@@ -104,9 +109,12 @@ class Ledger:
     def _log(
         session: AsyncSession, delivery: Delivery, outcome: Outcome, status: str, now: datetime
     ) -> None:
+        session.add(Activity(**Ledger._row(delivery, outcome, status, now)))
+
+    @staticmethod
+    def _row(delivery: Delivery, outcome: Outcome, status: str, now: datetime) -> dict[str, Any]:
         message = delivery.message
-        activity.record(
-            session,
+        return activity.row(
             activity.Envelope(
                 message.client_ip, message.mail_from, message.message_id, message.size, message.id
             ),

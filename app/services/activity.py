@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Activity
@@ -47,22 +48,56 @@ def record(
     """Add one row; it is written with the caller's unit of work."""
     session.add(
         Activity(
-            at=at or utcnow(),
-            message_ref=envelope.message_ref,
-            client_ip=envelope.client_ip,
-            mail_from=envelope.mail_from,
-            address=address,
-            domain=_domain_of(address),
-            rule=rule,
-            action=action,
-            destination=destination,
-            status=status,
-            remote_host=remote_host,
-            reply=reply,
-            message_id=envelope.message_id,
-            size=envelope.size,
+            **row(
+                envelope,
+                status=status,
+                address=address,
+                rule=rule,
+                action=action,
+                destination=destination,
+                remote_host=remote_host,
+                reply=reply,
+                at=at,
+            )
         )
     )
+
+
+async def record_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Write rows made by row() with one INSERT: no ORM unit of work per row."""
+    if rows:
+        await session.execute(insert(cast(Table, Activity.__table__)), rows)
+
+
+def row(
+    envelope: Envelope,
+    *,
+    status: str,
+    address: str | None,
+    rule: str | None = None,
+    action: str | None = None,
+    destination: str | None = None,
+    remote_host: str | None = None,
+    reply: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """One row's columns, for record() or for many rows in one INSERT (the worker)."""
+    return {
+        "at": at or utcnow(),
+        "message_ref": envelope.message_ref,
+        "client_ip": envelope.client_ip,
+        "mail_from": envelope.mail_from,
+        "address": address,
+        "domain": _domain_of(address),
+        "rule": rule,
+        "action": action,
+        "destination": destination,
+        "status": status,
+        "remote_host": remote_host,
+        "reply": reply,
+        "message_id": envelope.message_id,
+        "size": envelope.size,
+    }
 
 
 def _domain_of(address: str | None) -> str | None:

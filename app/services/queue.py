@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import Table, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -91,6 +92,46 @@ async def release_claims(session: AsyncSession, holder_prefix: str | None = None
         update(Delivery).where(held).values(status=QUEUED, claimed_by=None, claimed_until=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+_deliveries = cast(Table, Delivery.__table__)
+# What an attempt changes in a delivery (finish, defer), for many rows in one statement.
+_SAVE_OUTCOME = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("delivery_id"))
+    .values(
+        status=bindparam("new_status"),
+        attempts=bindparam("new_attempts"),
+        last_remote=bindparam("new_remote"),
+        last_reply=bindparam("new_reply"),
+        next_attempt_at=bindparam("new_next_attempt_at"),
+        claimed_by=None,
+        claimed_until=None,
+        updated_at=bindparam("new_updated_at"),
+    )
+)
+
+
+async def save_outcomes(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
+    """Write what finish() and defer() set on these (detached) deliveries, with one
+    UPDATE for all: the worker records a whole batch at once."""
+    if not deliveries:
+        return
+    await session.execute(
+        _SAVE_OUTCOME,
+        [
+            {
+                "delivery_id": d.id,
+                "new_status": d.status,
+                "new_attempts": d.attempts,
+                "new_remote": d.last_remote,
+                "new_reply": d.last_reply,
+                "new_next_attempt_at": d.next_attempt_at,
+                "new_updated_at": d.updated_at,
+            }
+            for d in deliveries
+        ],
+    )
 
 
 def finish(
