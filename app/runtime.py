@@ -26,7 +26,13 @@ from app import supervisor
 from app.api.app import create_app
 from app.api.context import ApiContext
 from app.config import Settings
-from app.db.engine import create_engine, create_sessionmaker, session_scope
+from app.db.engine import (
+    create_engine,
+    create_sessionmaker,
+    create_sqlite_writer,
+    session_scope,
+)
+from app.db.group_commit import SessionTransactions, ThreadTransactions, Transactions
 from app.db.reader import Reader, create_reader
 from app.delivery.connections import IDLE_LIMIT
 from app.delivery.mx import Target
@@ -55,23 +61,33 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     reader: Reader  # the RCPT look-up's queries (app.db.reader)
     resolver: DnsResolver
+    transactions: Transactions  # where the SMTP server's group commits run
 
 
 @contextlib.asynccontextmanager
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     engine = create_engine(settings.database_url)
     reader = create_reader(engine)
+    sessionmaker = create_sessionmaker(engine)
+    transactions: Transactions
+    if engine.dialect.name == "sqlite":
+        transactions = ThreadTransactions(create_sqlite_writer(settings.database_url))
+    else:
+        transactions = SessionTransactions(sessionmaker)
     try:
         yield Runtime(
             settings,
             engine,
-            create_sessionmaker(engine),
+            sessionmaker,
             reader,
             DnsResolver(settings.dns_nameservers),
+            transactions,
         )
     finally:
         await engine.dispose()
         await reader.dispose()
+        if isinstance(transactions, ThreadTransactions):
+            transactions.close()
 
 
 async def load_srs(rt: Runtime) -> Srs:
@@ -175,6 +191,7 @@ async def run_smtp(
         on_queued=on_queued,
         inline=worker or delivery_worker(rt),
         reader=rt.reader,
+        transactions=rt.transactions,
     )
     tls = (
         tls_context(s.tls_cert_file, s.tls_key_file) if s.tls_cert_file and s.tls_key_file else None

@@ -57,6 +57,16 @@ def create_sqlite_reader(url: str) -> Engine:
     return engine
 
 
+def create_sqlite_writer(url: str) -> Engine:
+    """A synchronous engine of one connection on the SQLite database at ``url``, tuned as
+    the async one, for the SMTP server's group commit (app.db.group_commit)."""
+    engine = sa_create_engine(
+        make_url(url).set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0
+    )
+    _tune_sqlite(engine, foreign_keys=True, read_only=False)
+    return engine
+
+
 def _ensure_parent_directory(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from app.db.models import Activity
 from app.db.types import utcnow
@@ -33,7 +34,7 @@ class Envelope:
 
 
 def record(
-    session: AsyncSession,
+    session: AsyncSession | Session,
     envelope: Envelope,
     *,
     status: str,

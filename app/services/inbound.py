@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from app.db.models import Delivery, Message, Rule
 from app.routing import CATCH_ALL_KEY, Decision, MatchKind, Outcome
@@ -71,14 +72,15 @@ async def store(
     now: datetime,
 ) -> Stored:
     """Store ``arrival`` for its forwarding recipients; log the drops; count rule use."""
-    (stored,) = await store_all(
-        session, [Incoming(arrival, recipients)], srs=srs, queue_lifetime=queue_lifetime, now=now
+    items = [Incoming(arrival, recipients)]
+    (stored,) = await session.run_sync(
+        lambda sync: store_all(sync, items, srs=srs, queue_lifetime=queue_lifetime, now=now)
     )
     return stored
 
 
-async def store_all(
-    session: AsyncSession,
+def store_all(
+    session: Session,
     incoming: Sequence[Incoming],
     *,
     srs: Srs,
@@ -87,7 +89,8 @@ async def store_all(
 ) -> list[Stored]:
     """Store several messages in the caller's unit of work with a few statements in all,
     whatever their number (the SMTP server's group commit): core inserts, no ORM objects.
-    """
+    Synchronous, so that on SQLite the whole batch runs in the database's thread in one
+    go (app.db.group_commit); async callers use AsyncSession.run_sync."""
     results = [Stored() for _ in incoming]
     rule_uses: Counter[int] = Counter()
     kept: list[tuple[int, dict[str, tuple[Accepted, str, str]]]] = []
@@ -97,13 +100,13 @@ async def store_all(
         if targets:
             kept.append((index, targets))
     if rule_uses:
-        await session.execute(
+        session.execute(
             _COUNT_RULE_USE, [{"rule": rule, "uses": n} for rule, n in rule_uses.items()]
         )
     if not kept:
         return results
     message_ids = list(
-        await session.scalars(
+        session.scalars(
             insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True),
             [_message_row(incoming[index].arrival, now) for index, _ in kept],
         )
@@ -131,7 +134,7 @@ async def store_all(
                 }
             )
             owners.append(index)
-    delivery_ids = await session.scalars(
+    delivery_ids = session.scalars(
         insert(_deliveries).returning(_deliveries.c.id, sort_by_parameter_order=True), rows
     )
     for index, delivery_id in zip(owners, delivery_ids, strict=True):
@@ -165,7 +168,7 @@ def _message_row(arrival: Arrival, now: datetime) -> dict[str, Any]:
 
 
 def _targets(
-    session: AsyncSession, item: Incoming, stored: Stored, srs: Srs, now: datetime
+    session: Session, item: Incoming, stored: Stored, srs: Srs, now: datetime
 ) -> dict[str, tuple[Accepted, str, str]]:
     """Where ``item`` goes: one delivery per destination, however many recipients lead
     there (as Postfix removes duplicates after alias expansion), keyed by the destination

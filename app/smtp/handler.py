@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from app import message
 from app.db.engine import session_scope
-from app.db.group_commit import GroupCommit
+from app.db.group_commit import GroupCommit, SessionTransactions, Transactions
 from app.db.reader import Reader, SessionReader
 from app.db.types import utcnow
 from app.errors import InvalidAddress
@@ -85,11 +86,12 @@ class InboundHandler:
         on_queued: Callable[[], None] | None = None,
         inline: InlineDelivery | None = None,
         reader: Reader | None = None,
+        transactions: Transactions | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         # RCPT only reads: through a reader, it need not queue behind the writer.
         self.reader = reader or SessionReader(sessionmaker)
-        self.commits = GroupCommit(sessionmaker, self._store)
+        self.commits = GroupCommit(transactions or SessionTransactions(sessionmaker), self._store)
         self.srs = srs
         self.config = config
         self.on_queued = on_queued
@@ -196,10 +198,8 @@ class InboundHandler:
             self.on_queued()
         return replies.S250_QUEUED.format(queue_id=queue_id)
 
-    async def _store(
-        self, session: AsyncSession, incoming: list[inbound.Incoming]
-    ) -> list[inbound.Stored]:
-        return await inbound.store_all(
+    def _store(self, session: Session, incoming: list[inbound.Incoming]) -> list[inbound.Stored]:
+        return inbound.store_all(
             session,
             incoming,
             srs=self.srs,

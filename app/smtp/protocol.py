@@ -53,7 +53,11 @@ UNSAFE_TEXT = re.compile(f"{message.LINE_BREAKING.pattern}|[\ud800-\udfff]")
 # more than the rest of the command (anything else still goes through it).
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-SIMPLE_PATH = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>(.*)", re.DOTALL)
+# Not before "(": an RFC 5322 comment, which the parser skips (and then finds no
+# parameters where we would see one).
+SIMPLE_PATH = re.compile(
+    rf"\s*<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>(?!\s*\()(.*)", re.DOTALL
+)
 BUILTIN_AUTH = ("LOGIN", "PLAIN")
 # Replies that do not count against the error budget: our own trouble (4.3.0, 4.3.1), and
 # recipients past the 100 a transaction takes (4.5.3), which the client is to send again
