@@ -13,18 +13,15 @@ import logging
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import uvicorn
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import supervisor
-from app.api.app import create_app
-from app.api.context import ApiContext
 from app.config import Settings
 from app.db.engine import (
     create_engine,
@@ -38,11 +35,9 @@ from app.delivery.connections import IDLE_LIMIT
 from app.delivery.mx import Target
 from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
-from app.ratelimit import Rate
 from app.resolver import DnsResolver
 from app.routing.srs import Srs
 from app.services import activity, queue, server_state
-from app.services.destinations import MailIdentity
 from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.limits import Gate, SessionLimits
 from app.smtp.server import start_server, tls_context
@@ -132,7 +127,7 @@ def delivery_worker(rt: Runtime) -> DeliveryWorker:
         connection_idle=IDLE_LIMIT,
         linger=LINGER,
     )
-    return DeliveryWorker(rt.sessionmaker, rt.resolver, config)
+    return DeliveryWorker(rt.sessionmaker, rt.resolver, config, transactions=rt.transactions)
 
 
 async def run_worker(
@@ -229,53 +224,6 @@ async def run_smtp(
         await asyncio.wait_for(server.wait_closed(), 5)
 
 
-class EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: ours stops every part together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def api_rates(s: Settings) -> tuple[Rate | None, Rate | None]:
-    """Per token and per address for failures, from the settings (0: off); a minute's
-    worth of failures may come at once."""
-    failures = s.api_auth_failure_limit
-    return (
-        Rate(s.api_rate_limit, s.api_rate_burst) if s.api_rate_limit else None,
-        Rate(failures, failures) if failures else None,
-    )
-
-
-async def run_api(
-    rt: Runtime, stop: asyncio.Event, on_queued: Callable[[], None] | None = None
-) -> None:
-    s = rt.settings
-    token_rate, auth_failure_rate = api_rates(s)
-    context = ApiContext(
-        sessionmaker=rt.sessionmaker,
-        resolver=rt.resolver,
-        identity=MailIdentity(hostname=s.hostname, public_url=s.public_url),
-        on_queued=on_queued,
-        token_rate=token_rate,
-        auth_failure_rate=auth_failure_rate,
-    )
-    config = uvicorn.Config(
-        create_app(context),
-        host=s.api_host,
-        port=s.api_port,
-        log_level=s.log_level.lower(),
-        proxy_headers=False,
-    )
-    server = EmbeddedServer(config)
-    serving = asyncio.ensure_future(server.serve())
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    server.should_exit = True
-    await serving
-
-
 async def run(
     settings: Settings, *, api: bool, smtp: bool, worker: bool, wake_fd: int | None = None
 ) -> None:
@@ -305,7 +253,7 @@ async def run(
                 if wake_fd is not None:
                     tasks.append(supervisor.stop_when_orphaned(stop))
             if api:
-                tasks.append(run_api(rt, stop, on_queued))
+                tasks.append(_run_api(rt, stop, on_queued))
         await asyncio.gather(*(_stopping_all_on_error(task, stop) for task in tasks))
 
 
@@ -338,8 +286,16 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> list[Coroutine[Any, Any, No
     return [
         *(supervisor.supervise(c, stop, s.shutdown_timeout, release_dead) for c in children),
         run_smtp(rt, None, stop, wake),
-        run_api(rt, stop, wake),
+        _run_api(rt, stop, wake),
     ]
+
+
+async def _run_api(rt: Runtime, stop: asyncio.Event, on_queued: Callable[[], None] | None) -> None:
+    # Imported here: FastAPI and uvicorn cost a process about 25 MiB, which the worker
+    # and SMTP children need not carry.
+    from app.api.server import run_api
+
+    await run_api(rt.settings, rt.sessionmaker, rt.resolver, stop, on_queued)
 
 
 async def _stopping_all_on_error(part: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:

@@ -17,7 +17,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from app.routing.srs import Srs
-from bench import rcpt, service
+from bench import processes, rcpt, service
 from bench.context import Context
 from bench.knobs import env_int
 from bench.probes import probes
@@ -115,6 +115,10 @@ def _over_smtp(
             "rss_at_start_kib": rss_start,
             "rss_after_load_kib": service.rss_kib(*pids),
             "peak_rss_kib": service.peak_rss_kib(*pids),
+            # serve is several processes that share their libraries: RSS counts those
+            # pages once per process, PSS shares them out.
+            "pss_after_load_kib": processes.pss_kib(*pids),
+            "processes": len(pids),
             "target_kib": RSS_TARGET_KIB,
         }
     worst_p99 = max(_p99(r) for r in rounds.values())
@@ -150,12 +154,13 @@ def markdown(document: dict[str, Any]) -> str:
     """One row per database: seeding, p50/p99 of existing aliases and of all, memory."""
     lines = [
         "| database | aliases | seeding | in process p50 / p99 | SMTP 1 session p50 / p99 "
-        f"| SMTP {DEFAULTS.concurrent_sessions} sessions p50 / p99 | server RSS / peak |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| SMTP {DEFAULTS.concurrent_sessions} sessions p50 / p99 | server RSS / peak "
+        "| server PSS (processes) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for database, result in document["databases"].items():
         if "error" in result:
-            lines.append(f"| {database} | {result['error']} | | | | | |")
+            lines.append(f"| {database} | {result['error']} | | | | | | |")
             continue
         rounds = list(result["smtp"].values())
         memory = result["server_memory"]
@@ -163,7 +168,9 @@ def markdown(document: dict[str, Any]) -> str:
             f"| {database} | {result['seeding']['rules']:,} | {result['seeding']['seconds']} s "
             f"| {_pair(result['in_process']['all'])} | {_pair(rounds[0]['all'])} "
             f"| {_pair(rounds[-1]['all'])} | {memory['rss_after_load_kib'] / 1024:.0f} MiB / "
-            f"{memory['peak_rss_kib'] / 1024:.0f} MiB |"
+            f"{memory['peak_rss_kib'] / 1024:.0f} MiB "
+            f"| {memory.get('pss_after_load_kib', 0) / 1024:.0f} MiB "
+            f"({memory.get('processes', '?')}) |"
         )
     return "\n".join(lines)
 

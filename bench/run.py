@@ -34,7 +34,7 @@ DATABASES = ("sqlite", "postgresql")
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/mailroute_bench"
 # Sized so the whole suite fits in 15 minutes on a 2-core machine: at 1 session mailroute
 # forwards about 30 messages a second (the 20,000 per cell: --messages 20000).
-DEFAULT_MESSAGES = 3000
+DEFAULT_MESSAGES = 6000
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

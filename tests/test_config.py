@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from app.api.server import api_rates
 from app.config import Nameserver, SettingsError, load_settings
 from app.ratelimit import Rate
-from app.runtime import api_rates
 
 
 @pytest.fixture(autouse=True)

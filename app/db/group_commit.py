@@ -64,7 +64,8 @@ class ThreadTransactions:
         return await loop.run_in_executor(self._thread, self._transaction, work)
 
     def _transaction(self, work: Callable[[Session], T]) -> T:
-        with Session(self.engine) as session, session.begin():
+        # Objects loaded here are used after the commit, in the event loop's thread.
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
             return work(session)
 
     def close(self) -> None:

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from app.db.engine import session_scope
+from app.db.group_commit import SessionTransactions, Transactions
 from app.db.models import Activity, Delivery
 from app.delivery import dsn
 from app.delivery.outcome import Outcome
@@ -37,8 +39,10 @@ class Ledger:
         hostname: str,
         clock: Callable[[], datetime],
         jitter: Callable[[], float],
+        transactions: Transactions | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.transactions = transactions or SessionTransactions(sessionmaker)
         self.hostname = hostname
         self.clock = clock
         self.jitter = jitter
@@ -55,12 +59,24 @@ class Ledger:
         for delivery in claimed:
             if not self._record_one(delivery, outcomes[delivery.id], now, logs):
                 failed.append(delivery)
+        finished = {d.message_id for d in claimed}
+
+        def write(session: Session) -> None:
+            queue.save_outcomes(session, claimed)
+            activity.record_many(session, logs)
+
+        def write_and_drop(session: Session) -> None:
+            write(session)
+            queue.drop_finished_messages_in(session, finished)
+
+        if not failed:  # the usual batch: one transaction, in one go on SQLite
+            await self.transactions.run(write_and_drop)
+            return failed
         async with session_scope(self.sessionmaker) as session:
-            await queue.save_outcomes(session, claimed)
-            await activity.record_many(session, logs)
-            if settle or not failed:
+            await session.run_sync(write)
+            if settle:
                 await self._settle_failures(session, failed, outcomes, bounce=True, now=now)
-                await queue.drop_finished_messages(session, {d.message_id for d in claimed})
+                await queue.drop_finished_messages(session, finished)
         return failed
 
     def _record_one(

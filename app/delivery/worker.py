@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.engine import session_scope
+from app.db.group_commit import SessionTransactions, Transactions
 from app.db.models import Delivery
 from app.db.types import utcnow
 from app.delivery.connections import ConnectionCache
@@ -64,13 +64,16 @@ class DeliveryWorker:
         *,
         clock: Callable[[], datetime] = utcnow,
         jitter: Callable[[], float] = random.random,
+        transactions: Transactions | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        # Claims and records (on SQLite, each in one go in the database's thread).
+        self.transactions = transactions or SessionTransactions(sessionmaker)
         self.resolver = resolver
         self.config = config
         self.relay = config.relay or RelayConfig(local_hostname=config.hostname)
         self.clock = clock
-        self.ledger = Ledger(sessionmaker, config.hostname, clock, jitter)
+        self.ledger = Ledger(sessionmaker, config.hostname, clock, jitter, self.transactions)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.connections = ConnectionCache(config.connection_idle)
         self._wake = asyncio.Event()
@@ -112,10 +115,11 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Claim one batch, deliver it, record it; the number of deliveries handled."""
         now = self.clock()
-        async with session_scope(self.sessionmaker) as session:
-            claimed = await queue.claim_due(
+        claimed = await self.transactions.run(
+            lambda session: queue.claim_due_in(
                 session, self.id, now, limit=self.config.batch_size, lease=self.config.lease
             )
+        )
         if claimed:
             await self.deliver(claimed)
         return len(claimed)
@@ -129,8 +133,10 @@ class DeliveryWorker:
         bounce as usual, and an attempt still running finishes in the background.
         """
         now = self.clock()
-        async with session_scope(self.sessionmaker) as session:
-            claimed = await queue.claim(session, ids, self.id, now, now + self.config.lease)
+        until = now + self.config.lease
+        claimed = await self.transactions.run(
+            lambda session: queue.claim_in(session, ids, self.id, now, until)
+        )
         if not claimed:
             return InlineResult()
         attempt = asyncio.ensure_future(self._deliver_unsettled(claimed))

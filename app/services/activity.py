@@ -64,10 +64,10 @@ def record(
     )
 
 
-async def record_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Write rows made by row() with one INSERT: no ORM unit of work per row."""
     if rows:
-        await session.execute(insert(cast(Table, Activity.__table__)), rows)
+        session.execute(insert(cast(Table, Activity.__table__)), rows)
 
 
 def row(

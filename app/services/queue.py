@@ -14,7 +14,7 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from app.db.models import Delivery, Message
 from app.errors import NotFound, QueueItemBusy, QueueItemNotFound
@@ -32,12 +32,21 @@ async def claim_due(
     session: AsyncSession, worker: str, now: datetime, *, limit: int, lease: timedelta
 ) -> list[Delivery]:
     """Take up to ``limit`` deliveries that are due, or whose claim has lapsed."""
+    return await session.run_sync(
+        lambda sync: claim_due_in(sync, worker, now, limit=limit, lease=lease)
+    )
+
+
+def claim_due_in(
+    session: Session, worker: str, now: datetime, *, limit: int, lease: timedelta
+) -> list[Delivery]:
+    """claim_due in a synchronous session (app.db.group_commit.Transactions runs it)."""
     due = or_(
         (Delivery.status == QUEUED) & (Delivery.next_attempt_at <= now),
         (Delivery.status == DELIVERING) & (Delivery.claimed_until < now),
     )
     ids = list(
-        await session.scalars(
+        session.scalars(
             select(Delivery.id)
             .where(due)
             .order_by(Delivery.next_attempt_at, Delivery.id)
@@ -45,7 +54,7 @@ async def claim_due(
             .with_for_update(skip_locked=True)
         )
     )
-    return await claim(session, ids, worker, now, now + lease)
+    return claim_in(session, ids, worker, now, now + lease)
 
 
 async def claim(
@@ -57,12 +66,19 @@ async def claim(
     A live claim is never taken over, not even one by the same ``worker`` (in ``serve``
     the queue step and the in-session attempt share an id): whoever holds it sends.
     """
+    return await session.run_sync(lambda sync: claim_in(sync, ids, worker, now, until))
+
+
+def claim_in(
+    session: Session, ids: Sequence[int], worker: str, now: datetime, until: datetime
+) -> list[Delivery]:
+    """claim in a synchronous session."""
     if not ids:
         return []
     free = (Delivery.status == QUEUED) | (Delivery.claimed_until < now)
     # RETURNING names the rows this statement claimed, not older claims by ``worker``.
     claimed = list(
-        await session.scalars(
+        session.scalars(
             update(Delivery)
             .where(Delivery.id.in_(ids), Delivery.status.in_(WAITING), free)
             .values(status=DELIVERING, claimed_by=worker, claimed_until=until)
@@ -72,7 +88,7 @@ async def claim(
     )
     if not claimed:
         return []
-    rows = await session.scalars(
+    rows = session.scalars(
         select(Delivery)
         .where(Delivery.id.in_(claimed))
         .order_by(Delivery.id)
@@ -112,12 +128,12 @@ _SAVE_OUTCOME = (
 )
 
 
-async def save_outcomes(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
+def save_outcomes(session: Session, deliveries: Sequence[Delivery]) -> None:
     """Write what finish() and defer() set on these (detached) deliveries, with one
     UPDATE for all: the worker records a whole batch at once."""
     if not deliveries:
         return
-    await session.execute(
+    session.execute(
         _SAVE_OUTCOME,
         [
             {
@@ -156,11 +172,16 @@ def defer(
 async def drop_finished_messages(session: AsyncSession, message_ids: set[int]) -> None:
     """Delete messages none of whose deliveries still wait: their content served its use
     (their deliveries go with them; the activity log keeps the history)."""
+    await session.flush()  # the statuses just set must be in the database for the check
+    await session.run_sync(lambda sync: drop_finished_messages_in(sync, message_ids))
+
+
+def drop_finished_messages_in(session: Session, message_ids: set[int]) -> None:
+    """drop_finished_messages in a synchronous session (its changes flushed)."""
     if not message_ids:
         return
-    await session.flush()  # the statuses just set must be in the database for the check
     waiting = exists().where(Delivery.message_id == Message.id, Delivery.status.in_(WAITING))
-    await session.execute(
+    session.execute(
         delete(Message)
         .where(Message.id.in_(message_ids), ~waiting)
         .execution_options(synchronize_session=False)

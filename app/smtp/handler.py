@@ -6,6 +6,7 @@ Mailman's rule applies: the unit of work is committed at the edge. handle_DATA c
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import secrets
@@ -20,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app import message
-from app.db.engine import session_scope
 from app.db.group_commit import GroupCommit, SessionTransactions, Transactions
 from app.db.reader import Reader, SessionReader
 from app.db.types import utcnow
@@ -91,7 +91,10 @@ class InboundHandler:
         self.sessionmaker = sessionmaker
         # RCPT only reads: through a reader, it need not queue behind the writer.
         self.reader = reader or SessionReader(sessionmaker)
-        self.commits = GroupCommit(transactions or SessionTransactions(sessionmaker), self._store)
+        transactions = transactions or SessionTransactions(sessionmaker)
+        self.commits = GroupCommit(transactions, self._store)
+        self.refusals = GroupCommit(transactions, _write_log_rows)
+        self._logging: set[asyncio.Future[None]] = set()
         self.srs = srs
         self.config = config
         self.on_queued = on_queued
@@ -125,15 +128,6 @@ class InboundHandler:
         peer = _peer_ip(session)
         try:
             _parsed, decision = await routes.route_with(self.reader, address, srs=self.srs)
-            if not decision.accepted:
-                async with session_scope(self.sessionmaker) as db:
-                    activity.record(
-                        db,
-                        activity.Envelope(peer, transaction.mail_from),
-                        status=activity.REJECTED,
-                        address=address,
-                        reply=decision.explanation,
-                    )
         except InvalidAddress:
             return replies.S501_BAD_ADDRESS
         except DATABASE_ERRORS as exc:
@@ -143,6 +137,14 @@ class InboundHandler:
             return replies.S451_TEMPORARY_FAILURE
         if not decision.accepted:
             log.info("RCPT %s from %s refused: %s", address, peer, decision.refusal)
+            self._log_refusal(
+                activity.row(
+                    activity.Envelope(peer, transaction.mail_from),
+                    status=activity.REJECTED,
+                    address=address,
+                    reply=decision.explanation,
+                )
+            )
             return refusal_reply(address, decision)
         transaction.accepted.append(inbound.Accepted(address, decision))
         envelope.rcpt_tos.append(address)
@@ -207,6 +209,19 @@ class InboundHandler:
             now=utcnow(),
         )
 
+    def _log_refusal(self, row: dict[str, Any]) -> None:
+        """Log a refused recipient in the background, refusals batched together: the
+        activity log is a record, not a promise, and the client need not wait for it
+        (a dictionary attack would otherwise cost a commit per guess)."""
+        task = asyncio.ensure_future(self.refusals.run(row))
+        self._logging.add(task)
+        task.add_done_callback(self._logged)
+
+    def _logged(self, task: asyncio.Future[None]) -> None:
+        self._logging.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("refused recipient not logged: %r", task.exception())
+
     async def _deliver_in_session(self, queue_id: str, ids: list[int]) -> str | None:
         """The reply when the in-session attempt settled the message, else None (queue it).
         The message is already committed: whatever happens here, nothing is lost."""
@@ -267,3 +282,8 @@ def _disk_full(exc: BaseException) -> bool:
         or (isinstance(sqlite_code, int) and sqlite_code & 0xFF == sqlite3.SQLITE_FULL)
         or getattr(orig, "sqlstate", None) == POSTGRESQL_DISK_FULL
     )
+
+
+def _write_log_rows(session: Session, rows: list[dict[str, Any]]) -> list[None]:
+    activity.record_many(session, rows)
+    return [None] * len(rows)

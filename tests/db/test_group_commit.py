@@ -2,27 +2,36 @@
 answered, with its own result, only once the transaction holding its item is committed.
 
 The items are domain names written to the real test database; what is committed is read
-back through a second connection, never the writer's.
+back through a second connection, never the writer's. Every test runs on each kind of
+Transactions the database has: SessionTransactions, and on SQLite ThreadTransactions
+(the whole batch in one thread, as `mailroute serve` commits there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import event, insert, select
+from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from app.db.engine import create_engine, session_scope
-from app.db.group_commit import GroupCommit
+from app.db.engine import create_engine, create_sqlite_writer, session_scope
+from app.db.group_commit import (
+    GroupCommit,
+    SessionTransactions,
+    ThreadTransactions,
+    Transactions,
+)
 from app.db.models import Destination, Domain
 
+T = TypeVar("T")
 STEP = 5.0  # seconds any one await here may take on a loaded machine
 
 
@@ -68,19 +77,59 @@ async def observer(database_url: str, engine: AsyncEngine) -> AsyncIterator[Obse
     await observer.dispose()
 
 
-@contextmanager
-def counted_commits(engine: AsyncEngine) -> Iterator[list[int]]:
-    """One entry per transaction committed on ``engine`` inside the block."""
-    commits: list[int] = []
-
-    def record(_connection: Any) -> None:
-        commits.append(1)
-
-    event.listen(engine.sync_engine, "commit", record)
+@pytest.fixture(params=["session", "thread"])
+def transactions(
+    request: pytest.FixtureRequest,
+    database_url: str,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> Iterator[Held]:
+    if request.param == "session":
+        yield Held(SessionTransactions(sessionmaker), engine.sync_engine)
+        return
+    if engine.dialect.name != "sqlite":
+        pytest.skip("ThreadTransactions is for SQLite")
+    threaded = ThreadTransactions(create_sqlite_writer(database_url))
     try:
-        yield commits
+        yield Held(threaded, threaded.engine)
     finally:
-        event.remove(engine.sync_engine, "commit", record)
+        threaded.close()
+
+
+class Held:
+    """Transactions that say when a batch begins and can hold the first one back, so a
+    test can queue callers behind a commit in progress; it counts the commits."""
+
+    def __init__(self, inner: Transactions, engine: Engine) -> None:
+        self.inner = inner
+        self.engine = engine
+        self.hold: asyncio.Event | None = None  # when set up, the first batch waits for it
+        self.writing = asyncio.Event()
+        self.started = 0
+        self.before: list[Callable[[], Awaitable[None]]] = []  # run as each batch begins
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        self.started += 1
+        self.writing.set()
+        for hook in self.before:
+            await hook()
+        if self.hold is not None and self.started == 1:
+            await asyncio.wait_for(self.hold.wait(), STEP)
+        return await self.inner.run(work)
+
+    @contextmanager
+    def counted_commits(self) -> Iterator[list[int]]:
+        """One entry per transaction committed inside the block."""
+        commits: list[int] = []
+
+        def record(_connection: Any) -> None:
+            commits.append(1)
+
+        event.listen(self.engine, "commit", record)
+        try:
+            yield commits
+        finally:
+            event.remove(self.engine, "commit", record)
 
 
 class Recorder:
@@ -90,16 +139,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
-        self.hold: asyncio.Event | None = None  # when set up, the first write waits for it
-        self.writing = asyncio.Event()
 
-    async def __call__(self, session: AsyncSession, names: list[str]) -> list[str]:
+    def __call__(self, session: Session, names: list[str]) -> list[str]:
         self.batches.append(list(names))
-        self.writing.set()
-        if self.hold is not None and len(self.batches) == 1:
-            await asyncio.wait_for(self.hold.wait(), STEP)
-        await session.execute(insert(Destination), [{"email": f"log@{n}"} for n in names])
-        returned = await session.scalars(
+        session.execute(insert(Destination), [{"email": f"log@{n}"} for n in names])
+        returned = session.scalars(
             insert(Domain).returning(Domain.name, sort_by_parameter_order=True),
             [{"name": n} for n in names],
         )
@@ -111,13 +155,13 @@ def names(count: int, prefix: str = "d") -> list[str]:
 
 
 async def test_group_commit_puts_concurrent_items_in_fewer_transactions(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    transactions: Held,
 ) -> None:
     write = Recorder()
-    commits = GroupCommit(sessionmaker, write)
+    commits = GroupCommit(transactions, write)
     items = names(20)
 
-    with counted_commits(engine) as committed:
+    with transactions.counted_commits() as committed:
         results = await asyncio.wait_for(asyncio.gather(*map(commits.run, items)), STEP)
 
     assert results == items  # each caller got its own item's result, in the callers' order
@@ -126,18 +170,18 @@ async def test_group_commit_puts_concurrent_items_in_fewer_transactions(
 
 
 async def test_group_commit_takes_items_arriving_during_a_commit_into_the_next(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    transactions: Held,
 ) -> None:
     write = Recorder()
-    write.hold = asyncio.Event()
-    commits = GroupCommit(sessionmaker, write)
+    transactions.hold = asyncio.Event()
+    commits = GroupCommit(transactions, write)
     first = asyncio.ensure_future(commits.run("first.example"))
-    await asyncio.wait_for(write.writing.wait(), STEP)
+    await asyncio.wait_for(transactions.writing.wait(), STEP)
     later = [asyncio.ensure_future(commits.run(n)) for n in names(5)]
     await asyncio.sleep(0.05)  # they queue behind the held commit
 
-    with counted_commits(engine) as committed:
-        write.hold.set()
+    with transactions.counted_commits() as committed:
+        transactions.hold.set()
         results = await asyncio.wait_for(asyncio.gather(first, *later), STEP)
 
     assert results == ["first.example", *names(5)]
@@ -145,14 +189,12 @@ async def test_group_commit_takes_items_arriving_during_a_commit_into_the_next(
     assert len(committed) == 2
 
 
-async def test_group_commit_respects_max_batch(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
-) -> None:
+async def test_group_commit_respects_max_batch(transactions: Held) -> None:
     write = Recorder()
-    commits = GroupCommit(sessionmaker, write, max_batch=3)
+    commits = GroupCommit(transactions, write, max_batch=3)
     items = names(10)
 
-    with counted_commits(engine) as committed:
+    with transactions.counted_commits() as committed:
         results = await asyncio.wait_for(asyncio.gather(*map(commits.run, items)), STEP)
 
     assert results == items
@@ -161,17 +203,17 @@ async def test_group_commit_respects_max_batch(
 
 
 async def test_group_commit_answers_only_after_the_commit(
-    sessionmaker: async_sessionmaker[AsyncSession], observer: Observer
+    transactions: Held, observer: Observer
 ) -> None:
     seen_at_write: list[set[str]] = []
     seen_by_caller: dict[str, set[str]] = {}
     recorder = Recorder()
 
-    async def write(session: AsyncSession, items: list[str]) -> list[str]:
+    async def look() -> None:
         seen_at_write.append(await observer.names())
-        return await recorder(session, items)
 
-    commits = GroupCommit(sessionmaker, write, max_batch=4)
+    transactions.before.append(look)
+    commits = GroupCommit(transactions, recorder, max_batch=4)
 
     async def caller(name: str) -> None:
         result = await commits.run(name)
@@ -188,12 +230,12 @@ async def test_group_commit_answers_only_after_the_commit(
 
 
 async def test_group_commit_failing_item_fails_alone(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], observer: Observer
+    sessionmaker: async_sessionmaker[AsyncSession], transactions: Held, observer: Observer
 ) -> None:
     async with session_scope(sessionmaker) as session:
         session.add(Domain(name="taken.example"))
     write = Recorder()
-    commits = GroupCommit(sessionmaker, write)
+    commits = GroupCommit(transactions, write)
     items = ["a.example", "taken.example", "b.example"]
 
     results = await asyncio.wait_for(
@@ -209,12 +251,12 @@ async def test_group_commit_failing_item_fails_alone(
 
 
 async def test_group_commit_single_failing_item_gets_its_exception(
-    sessionmaker: async_sessionmaker[AsyncSession], observer: Observer
+    sessionmaker: async_sessionmaker[AsyncSession], transactions: Held, observer: Observer
 ) -> None:
     async with session_scope(sessionmaker) as session:
         session.add(Domain(name="taken.example"))
     write = Recorder()
-    commits = GroupCommit(sessionmaker, write)
+    commits = GroupCommit(transactions, write)
 
     with pytest.raises(IntegrityError):
         await asyncio.wait_for(commits.run("taken.example"), STEP)
@@ -224,19 +266,19 @@ async def test_group_commit_single_failing_item_gets_its_exception(
 
 
 async def test_group_commit_cancelled_caller_does_not_cancel_the_commit(
-    sessionmaker: async_sessionmaker[AsyncSession], observer: Observer
+    transactions: Held, observer: Observer
 ) -> None:
     write = Recorder()
-    write.hold = asyncio.Event()
-    commits = GroupCommit(sessionmaker, write)
+    transactions.hold = asyncio.Event()
+    commits = GroupCommit(transactions, write)
     items = names(4)
     # The first caller is the one whose run() started the committer.
     callers = [asyncio.ensure_future(commits.run(n)) for n in items]
-    await asyncio.wait_for(write.writing.wait(), STEP)
+    await asyncio.wait_for(transactions.writing.wait(), STEP)
 
     callers[0].cancel()
     callers[2].cancel()
-    write.hold.set()
+    transactions.hold.set()
     results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), STEP)
 
     assert [type(r) for r in results] == [asyncio.CancelledError, str, asyncio.CancelledError, str]
@@ -245,15 +287,15 @@ async def test_group_commit_cancelled_caller_does_not_cancel_the_commit(
 
 
 async def test_group_commit_keeps_working_after_a_cancelled_caller(
-    sessionmaker: async_sessionmaker[AsyncSession], observer: Observer
+    transactions: Held, observer: Observer
 ) -> None:
     write = Recorder()
-    write.hold = asyncio.Event()
-    commits = GroupCommit(sessionmaker, write)
+    transactions.hold = asyncio.Event()
+    commits = GroupCommit(transactions, write)
     gone = asyncio.ensure_future(commits.run("gone.example"))
-    await asyncio.wait_for(write.writing.wait(), STEP)
+    await asyncio.wait_for(transactions.writing.wait(), STEP)
     gone.cancel()
-    write.hold.set()
+    transactions.hold.set()
     with pytest.raises(asyncio.CancelledError):
         await gone
 

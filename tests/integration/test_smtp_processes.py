@@ -1,4 +1,4 @@
-"""`mailroute serve` with MAILROUTE_SMTP_PROCESSES=2 (app.smtp.processes): a real serve
+"""`mailroute serve` with MAILROUTE_SMTP_PROCESSES=2 (app.supervisor): a real serve
 process, its `python -m app.cli smtp` child on the same port (SO_REUSEPORT), and a sink
 as the smarthost.
 

@@ -73,7 +73,9 @@ async def incoming(session: AsyncSession, content: bytes, *recipients: str) -> I
 
 
 async def store(session: AsyncSession, srs: Srs, *items: Incoming) -> list[Stored]:
-    stored = await store_all(session, list(items), srs=srs, queue_lifetime=LIFETIME, now=NOW)
+    stored = await session.run_sync(
+        lambda sync: store_all(sync, list(items), srs=srs, queue_lifetime=LIFETIME, now=NOW)
+    )
     await session.commit()
     return stored
 

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import session_scope
+from app.db.reader import create_reader
 from app.routing import Action
 from app.routing.srs import Srs
 from app.services import aliases, destinations, domains
@@ -58,14 +59,20 @@ def srs() -> Srs:
 async def smtp_server(
     sessionmaker: async_sessionmaker[AsyncSession], srs: Srs
 ) -> AsyncIterator[LiveSmtp]:
+    # The RCPT look-up reads as in `mailroute serve` (app.db.reader).
+    reader = create_reader(sessionmaker.kw["bind"])
     handler = InboundHandler(
-        sessionmaker, srs, InboundConfig(hostname=HOSTNAME, queue_lifetime=timedelta(days=5))
+        sessionmaker,
+        srs,
+        InboundConfig(hostname=HOSTNAME, queue_lifetime=timedelta(days=5)),
+        reader=reader,
     )
     server = await start_server(handler, host="127.0.0.1", port=0, max_message_size=MAX_SIZE)
     port = server.sockets[0].getsockname()[1]
     yield LiveSmtp("127.0.0.1", port, handler)
     server.close()
     await server.wait_closed()
+    await reader.dispose()
 
 
 @pytest.fixture

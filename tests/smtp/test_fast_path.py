@@ -169,21 +169,11 @@ def test_session_getaddr_answers_the_same_with_and_without_the_fast_path(path: s
     assert session_getaddr(path, fast_path=True) == session_getaddr(path, fast_path=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the fast path keeps an RFC 5322 comment after '>' as a parameter; the "
-    "parser skips it as CFWS and MailrouteSMTP then refuses the path as unbalanced",
-)
 @pytest.mark.parametrize("path", ["<alice@sender.example>(comment) SIZE=10", "<a@b>(c)"])
 def test_session_getaddr_comment_after_path_is_the_same_with_the_fast_path(path: str) -> None:
     assert session_getaddr(path, fast_path=True) == session_getaddr(path, fast_path=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with the fast path, a comment after the sender's path gets aiosmtpd's "
-    "'501 Syntax' instead of Postfix's 501 5.1.7, which the same path gets without it",
-)
 async def test_mail_with_comment_after_path_is_a_bad_sender(smtp_server: LiveSmtp) -> None:
     def run() -> tuple[int, bytes]:
         with smtp_server.client() as client:
