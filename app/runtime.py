@@ -222,6 +222,8 @@ async def run_smtp(
     server.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(server.wait_closed(), 5)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(handler.drain(), 5)
 
 
 async def run(

@@ -217,6 +217,11 @@ class InboundHandler:
         self._logging.add(task)
         task.add_done_callback(self._logged)
 
+    async def drain(self) -> None:
+        """Wait until the refusals logged so far are written (the server is stopping)."""
+        while self._logging:
+            await asyncio.gather(*self._logging, return_exceptions=True)
+
     def _logged(self, task: asyncio.Future[None]) -> None:
         self._logging.discard(task)
         if not task.cancelled() and task.exception() is not None:

@@ -82,6 +82,7 @@ async def rcpt_through_smtp(
     finally:
         server.close()
         await server.wait_closed()
+        await handler.drain()  # a refusal's activity row is written in the background
 
 
 # Listing

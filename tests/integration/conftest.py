@@ -230,6 +230,7 @@ async def start_mailroute(
     """Start mailroute (``inline_timeout`` 0: queue only) serving example.org and
     catchall.example; every server started is closed when the test ends."""
     servers: list[asyncio.Server] = []
+    handlers: list[InboundHandler] = []
     async with session_scope(sessionmaker) as session:
         await domains.create_domain(session, DOMAIN)
         await domains.create_domain(session, CATCH_ALL_DOMAIN)
@@ -256,6 +257,7 @@ async def start_mailroute(
             handler, host="127.0.0.1", port=0, max_message_size=MAX_MESSAGE_SIZE
         )
         servers.append(server)
+        handlers.append(handler)
         port = server.sockets[0].getsockname()[1]
         return Mailroute("127.0.0.1", port, handler, worker, sessionmaker, srs)
 
@@ -263,6 +265,8 @@ async def start_mailroute(
     for server in servers:
         server.close()
         await server.wait_closed()
+    for handler in handlers:
+        await handler.drain()
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ async def smtp_server(
     yield LiveSmtp("127.0.0.1", port, handler)
     server.close()
     await server.wait_closed()
+    await handler.drain()
     await reader.dispose()
 
 

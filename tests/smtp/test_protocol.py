@@ -78,6 +78,7 @@ async def serving(
     finally:
         server.close()
         await server.wait_closed()
+        await handler.drain()
 
 
 async def stored_messages(sessionmaker: Sessionmaker) -> list[Message]:

@@ -42,6 +42,7 @@ async def draining_server(
     yield LiveSmtp("127.0.0.1", server.sockets[0].getsockname()[1], handler)
     server.close()
     await server.wait_closed()
+    await handler.drain()
 
 
 def _connect(live: LiveSmtp) -> tuple[int, bytes]:
