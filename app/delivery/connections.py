@@ -56,10 +56,11 @@ class ConnectionCache:
 
     def give(self, connection: Connection) -> None:
         """Park ``connection`` (it ended a batch in good order), or close it when it has
-        served long enough."""
+        served long enough, or when nothing is kept (an idle limit of 0)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if not connection.alive or now - self._opened.get(id(connection), now) > self.reuse_limit:
+        served = now - self._opened.get(id(connection), now)
+        if self.idle_limit <= 0 or not connection.alive or served > self.reuse_limit:
             self._close(connection)
             return
         self._idle[connection.target].append((connection, now))

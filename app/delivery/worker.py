@@ -224,7 +224,7 @@ class DeliveryWorker:
                     )
             finally:
                 # Parked for the next batch only after a batch that went through whole.
-                if len(results) == len(items) and self.config.connection_idle > 0:
+                if len(results) == len(items):
                     self.connections.give(connection)
                 else:
                     await connection.close()
