@@ -6,6 +6,8 @@ import re
 from datetime import datetime
 from email.utils import format_datetime
 
+Octets = bytes | bytearray  # a message as stored: the SMTP server builds it in a bytearray
+
 MAX_HEADER_SCAN = 1024 * 1024  # a header section larger than this is not looked into further
 _FIELD_START = re.compile(rb"^(?P<name>[!-9;-~]+)[ \t]*:", re.MULTILINE)
 _UNSAFE_IN_RECEIVED = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
@@ -32,9 +34,9 @@ def header_safe(text: str, replacement: str = "?") -> str:
     return LINE_BREAKING.sub(replacement, text)
 
 
-def header_section(content: bytes) -> bytes:
+def header_section(content: Octets) -> bytes:
     """The header fields, up to (not including) the empty line that ends them."""
-    head = content[:MAX_HEADER_SCAN]
+    head = bytes(content[:MAX_HEADER_SCAN])
     for separator in (b"\r\n\r\n", b"\n\n"):
         end = head.find(separator)
         if end != -1:
@@ -42,7 +44,7 @@ def header_section(content: bytes) -> bytes:
     return head
 
 
-def field_names(content: bytes) -> list[str]:
+def field_names(content: Octets) -> list[str]:
     """Names of the header fields in order, lower case (continuation lines skipped)."""
     return [
         m.group("name").decode("ascii").lower()
@@ -60,11 +62,11 @@ def has_long_line(content: bytes) -> bool:
     return _LONG_LINE.search(content) is not None
 
 
-def count_received(content: bytes) -> int:
+def count_received(content: Octets) -> int:
     return field_names(content).count("received")
 
 
-def message_id(content: bytes) -> str | None:
+def message_id(content: Octets) -> str | None:
     """The Message-ID field's value, unfolded, or None."""
     match = re.search(
         rb"^message-id[ \t]*:(?P<value>.*(?:\r?\n[ \t].*)*)",

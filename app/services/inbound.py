@@ -33,7 +33,7 @@ class Arrival:
     client_ip: str | None
     helo: str | None
     mail_from: str  # "" is the null sender
-    content: bytes  # our Received: line, then exactly what the client sent
+    content: bytes | bytearray  # our Received: line, then exactly what the client sent
     message_id: str | None
 
 

@@ -67,6 +67,8 @@ class Transaction:
 
     mail_from: str
     accepted: list[inbound.Accepted] = field(default_factory=list)
+    queue_id: str = ""
+    trace: bytes = b""  # our Received: field, once DATA began
 
 
 def refusal_reply(address: str, decision: Decision) -> str:
@@ -151,35 +153,46 @@ class InboundHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return replies.S250_RECIPIENT_OK
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        content: bytes = envelope.original_content
-        refusal = _content_refusal(content)
-        if refusal is not None:
-            log.info("message from %s refused: %s", _peer_ip(session), refusal)
-            return refusal
+    def begin_data(self, session: Any, envelope: Any) -> bytes:
+        """Our trace field (RFC 5321 4.4), made when DATA begins, as Postfix's smtpd does:
+        the protocol (app.smtp.protocol) starts the message's buffer with it, so the text
+        is never copied to put it in front."""
         transaction: Transaction = envelope.transaction
-        now = utcnow()
-        queue_id = secrets.token_hex(6)
         recipients = transaction.accepted
-        trace = message.received_header(
+        transaction.queue_id = secrets.token_hex(6)
+        transaction.trace = message.received_header(
             helo=session.host_name,
             client_ip=_peer_ip(session),
             hostname=self.config.hostname,
             protocol=_protocol(session, envelope),
-            queue_id=queue_id,
+            queue_id=transaction.queue_id,
             recipient=recipients[0].address if len(recipients) == 1 else None,
-            now=now,
+            now=utcnow(),
         )
+        return transaction.trace
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """Store the message, then answer. The protocol has already refused text with a
+        bare CR or LF, an over-long line or too many octets (app.smtp.data)."""
+        transaction: Transaction = envelope.transaction
+        content: bytes | bytearray = envelope.original_content
+        if not transaction.trace:  # a protocol that did not call begin_data
+            content = self.begin_data(session, envelope) + content
+        # Our own Received: field is the first; the hops before ours are counted.
+        if message.count_received(content) - 1 > MAX_RECEIVED:
+            log.info("message from %s refused: a loop", _peer_ip(session))
+            return replies.S554_LOOP
+        queue_id = transaction.queue_id
         arrival = inbound.Arrival(
             queue_id=queue_id,
             client_ip=_peer_ip(session),
             helo=message.safe_helo(session.host_name),
             mail_from=transaction.mail_from,
-            content=trace + content,
+            content=content,
             message_id=message.message_id(content),
         )
         try:
-            stored = await self.commits.run(inbound.Incoming(arrival, recipients))
+            stored = await self.commits.run(inbound.Incoming(arrival, transaction.accepted))
         except DATABASE_ERRORS + (DBAPIError,) as exc:
             log.error("message %s not stored: %s", queue_id, type(exc).__name__)
             return replies.S452_STORAGE if _disk_full(exc) else replies.S451_TEMPORARY_FAILURE
@@ -249,17 +262,6 @@ class InboundHandler:
         # tells the client to give up, for what is our fault and may pass.
         log.exception("SMTP session error", exc_info=error)
         return replies.S451_TEMPORARY_FAILURE
-
-
-def _content_refusal(content: bytes) -> str | None:
-    """The reply refusing content we must not relay as it is, or None."""
-    if message.has_bare_newline(content):
-        return replies.S550_BARE_NEWLINE
-    if message.has_long_line(content):
-        return replies.S500_LINE_TOO_LONG
-    if message.count_received(content) > MAX_RECEIVED:
-        return replies.S554_LOOP
-    return None
 
 
 def _peer_ip(session: Any) -> str | None:

@@ -10,10 +10,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from app import message
 from app.smtp import replies
+from app.smtp.data import END, MessageText, Refusal
 from app.smtp.limits import DEFAULT_LIMITS, Gate, SessionLimits
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ BUILTIN_AUTH = ("LOGIN", "PLAIN")
 # recipients past the 100 a transaction takes (4.5.3), which the client is to send again
 # in the next one (RFC 5321 4.5.3.1.10), as Postfix's recipient overshoot allows.
 NOT_ERRORS = ("4.3.0", "4.3.1", "4.5.3")
+TEXT_REFUSALS = {
+    Refusal.TOO_MUCH: replies.S552_TOO_MUCH_DATA,
+    Refusal.BARE_NEWLINE: replies.S550_BARE_NEWLINE,
+    Refusal.LINE_TOO_LONG: replies.S500_LINE_TOO_LONG,
+}
 HANG_UP_GRACE = 5.0  # seconds a client has to read our 421 before the connection is cut
 
 
@@ -318,14 +324,66 @@ class MailrouteSMTP(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's checks and replies, then the text read by app.smtp.data rather than
+        # line by line (aiosmtpd's decode_data is not supported: we keep bytes).
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None and self.session is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        begin = getattr(self.event_handler, "begin_data", None)
+        prefix = begin(self.session, self.envelope) if begin is not None else b""
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
         self._receiving = True
         self._data_started = self.loop.time()
         self._data_bytes = 0
         try:
-            await super().smtp_DATA(arg)
+            text = await self._receive(prefix)
+            if text is not None:
+                await self._answer(text)
         finally:
             self._receiving = False
             self._restart_timer()
+
+    async def _receive(self, prefix: bytes) -> MessageText | None:
+        """The text up to the end of data, or None when the connection went first."""
+        text = MessageText(prefix, self.data_size_limit or None)
+        reader = self._reader
+        try:
+            while not text.done:
+                try:
+                    block = await reader.readuntil(END)
+                except asyncio.LimitOverrunError as exc:
+                    # No end of data in the first exc.consumed octets: take those.
+                    block = await reader.readexactly(exc.consumed)
+                # readuntil stops at the first ".<CRLF>", so a block never runs past
+                # the end of data: what the client pipelined next stays in the reader.
+                text.feed(block)
+        except asyncio.IncompleteReadError:
+            log.info("%s: connection closed during DATA", self._peer())
+            return None
+        except asyncio.CancelledError:
+            log.info("%s: connection lost during DATA", self._peer())
+            self._writer.close()
+            raise
+        return text
+
+    async def _answer(self, text: MessageText) -> None:
+        assert self.envelope is not None
+        refusal = text.refusal
+        if refusal is not None:
+            log.info("%s: message refused: %s", self._peer(), refusal.value)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(TEXT_REFUSALS[refusal])
+            return
+        self.envelope.content = self.envelope.original_content = text.content  # type: ignore[assignment]
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
 
     def data_received(self, data: bytes) -> None:
         if self._receiving:

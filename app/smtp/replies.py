@@ -39,6 +39,8 @@ S452_STORAGE = "452 4.3.1 Insufficient system storage; please try again later"
 S550_BARE_NEWLINE = (
     "550 5.5.2 Message refused: bare <CR> or <LF> received; lines must end in <CR><LF>"
 )
+# RFC 5321 4.5.3.1.10 and RFC 1870: the text went over the size limit (aiosmtpd's words).
+S552_TOO_MUCH_DATA = "552 5.3.4 Error: Too much mail data"
 # RFC 5321 4.5.3.1.6 and 4.5.3.1.10: 1000 octets per line with the CRLF, else "500 Line
 # too long". We never fold a line (content stays untouched), so the message is refused.
 S500_LINE_TOO_LONG = "500 5.5.2 Line too long: at most 1000 octets with the <CR><LF>"
