@@ -150,7 +150,7 @@ class Message(Base):
     mail_from: Mapped[str] = mapped_column(String(320))  # '' is the null sender <>
     message_id: Mapped[str | None] = mapped_column(String(998))
     size: Mapped[int] = mapped_column(BigInteger)
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content: Mapped[bytes] = mapped_column(LargeBinary)  # the last column: see app.db.blobs
 
 
 class Delivery(Base):

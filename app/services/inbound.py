@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Table, bindparam, func, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from app.db import blobs
 from app.db.models import Delivery, Message, Rule
 from app.routing import CATCH_ALL_KEY, Decision, MatchKind, Outcome
 from app.routing.srs import Srs
@@ -105,12 +106,16 @@ def store_all(
         )
     if not kept:
         return results
+    sqlite = blobs.incremental(session)
+    arrivals = [incoming[index].arrival for index, _ in kept]
     message_ids = list(
         session.scalars(
-            insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True),
-            [_message_row(incoming[index].arrival, now) for index, _ in kept],
+            _INSERT_RESERVED if sqlite else _INSERT,
+            [_message_row(arrival, now, content=sqlite is None) for arrival in arrivals],
         )
     )
+    if sqlite is not None:
+        blobs.write(sqlite, zip(message_ids, (a.content for a in arrivals), strict=True))
     rows: list[dict[str, Any]] = []
     owners: list[int] = []
     for (index, targets), message_id in zip(kept, message_ids, strict=True):
@@ -145,6 +150,13 @@ def store_all(
 _messages = cast(Table, Message.__table__)
 _deliveries = cast(Table, Delivery.__table__)
 _rules = cast(Table, Rule.__table__)
+_INSERT = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
+# SQLite: the content's room only, then written into it (app.db.blobs).
+_INSERT_RESERVED = (
+    insert(_messages)
+    .values(content=func.zeroblob(bindparam("content_size")))
+    .returning(_messages.c.id, sort_by_parameter_order=True)
+)
 # One more accepted message for each rule that accepted it (max_messages counts these).
 _COUNT_RULE_USE = (
     update(_rules)
@@ -153,8 +165,8 @@ _COUNT_RULE_USE = (
 )
 
 
-def _message_row(arrival: Arrival, now: datetime) -> dict[str, Any]:
-    return {
+def _message_row(arrival: Arrival, now: datetime, *, content: bool) -> dict[str, Any]:
+    row = {
         "kind": "inbound",
         "queue_id": arrival.queue_id,
         "created_at": now,
@@ -163,8 +175,12 @@ def _message_row(arrival: Arrival, now: datetime) -> dict[str, Any]:
         "mail_from": arrival.mail_from,
         "message_id": arrival.message_id,
         "size": len(arrival.content),
-        "content": arrival.content,
     }
+    if content:
+        row["content"] = arrival.content
+    else:
+        row["content_size"] = len(arrival.content)
+    return row
 
 
 def _targets(

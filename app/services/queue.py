@@ -15,7 +15,9 @@ from typing import cast
 from sqlalchemy import Table, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
+from app.db import blobs
 from app.db.models import Delivery, Message
 from app.errors import NotFound, QueueItemBusy, QueueItemNotFound
 
@@ -88,14 +90,23 @@ def claim_in(
     )
     if not claimed:
         return []
+    sqlite = blobs.incremental(session)
+    with_message = selectinload(Delivery.message)
+    if sqlite is not None:
+        with_message = with_message.defer(Message.content)  # read by app.db.blobs
     rows = session.scalars(
         select(Delivery)
         .where(Delivery.id.in_(claimed))
         .order_by(Delivery.id)
-        .options(selectinload(Delivery.message))
+        .options(with_message)
         .execution_options(populate_existing=True)
     )
-    return list(rows)
+    deliveries = list(rows)
+    if sqlite is not None:
+        messages = {d.message.id: d.message for d in deliveries}
+        for rowid, content in blobs.read(sqlite, list(messages)).items():
+            set_committed_value(messages[rowid], "content", content)
+    return deliveries
 
 
 async def release_claims(session: AsyncSession, holder_prefix: str | None = None) -> int:

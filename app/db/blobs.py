@@ -1,0 +1,47 @@
+"""Message content into and out of SQLite by incremental BLOB I/O.
+
+Bound as a parameter, a 25 MiB blob is copied twice inside SQLite (the bound value, then the
+record built from it), and read back twice (the value assembled from its overflow pages,
+then Python's bytes). SQLite's incremental I/O (sqlite3_blob_open) writes into the pages
+from our buffer and reads out of them into the bytes returned: the content is held once.
+The row is inserted with zeroblob(size), which SQLite writes without allocating it.
+
+Only where the session runs on the standard library's sqlite3 (the SMTP server's group
+commit and the worker in ``serve``): elsewhere (aiosqlite, PostgreSQL) incremental() is None
+and the column is bound and read as usual.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy.orm import Session
+
+TABLE, COLUMN = "messages", "content"
+
+
+def incremental(session: Session) -> sqlite3.Connection | None:
+    """The sqlite3 connection under ``session``'s transaction, if that is what it runs on."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    driver = session.connection().connection.driver_connection
+    return driver if isinstance(driver, sqlite3.Connection) else None
+
+
+def write(
+    connection: sqlite3.Connection, contents: Iterable[tuple[int, bytes | bytearray]]
+) -> None:
+    """Fill each message row's zeroblob (inserted at the content's size) with its content."""
+    for rowid, content in contents:
+        with connection.blobopen(TABLE, COLUMN, rowid) as blob:
+            blob.write(content)
+
+
+def read(connection: sqlite3.Connection, rowids: Sequence[int]) -> dict[int, bytes]:
+    """Each message's content by row id."""
+    contents = {}
+    for rowid in rowids:
+        with connection.blobopen(TABLE, COLUMN, rowid, readonly=True) as blob:
+            contents[rowid] = blob.read()
+    return contents

@@ -1,0 +1,90 @@
+"""Message content by SQLite's incremental BLOB I/O (app.db.blobs): used where the session
+runs on the standard library's sqlite3 (the SMTP server's group commit, the worker in
+``serve``), byte-exact both ways, and after the migrations content is the last column (the
+zeroblob it is inserted as stays unallocated only there)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.db import blobs
+from app.db.engine import create_sqlite_writer
+from app.db.models import Message
+from app.routing import Decision, MatchKind, Outcome
+from app.routing.srs import Srs
+from app.services import queue
+from app.services.inbound import Accepted, Arrival, Incoming, store_all
+from tests.conftest import HOSTNAME, sqlite_url
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+# Every octet value, CR and LF alone, and more than a page: what is stored is what came.
+CONTENT = bytearray(b"Received: ours\r\n" + bytes(range(256)) * 40 + b"\r\n.\r\n")
+
+
+@pytest.fixture
+def writer(sqlite_template: Path, tmp_path: Path) -> Iterator[Engine]:
+    """The migrated SQLite database, through the writer the SMTP server commits with."""
+    path = tmp_path / "blobs.db"
+    shutil.copyfile(sqlite_template, path)
+    engine = create_sqlite_writer(sqlite_url(path))
+    yield engine
+    engine.dispose()
+
+
+def arrival(content: bytes | bytearray) -> Incoming:
+    decision = Decision(
+        Outcome.FORWARD, "test", matched_by=MatchKind.EXACT, destinations=("me@inbox.example",)
+    )
+    return Incoming(
+        Arrival("q1", "192.0.2.7", "client.example", "a@sender.example", content, None),
+        [Accepted("shop@example.org", decision)],
+    )
+
+
+def stored_columns(path: str) -> list[str]:
+    with sqlite3.connect(path) as connection:
+        return [row[1] for row in connection.execute("PRAGMA table_info(messages)")]
+
+
+def test_blobs_incremental_on_the_sqlite3_writer(writer: Engine) -> None:
+    with Session(writer) as session:
+        assert isinstance(blobs.incremental(session), sqlite3.Connection)
+
+
+async def test_blobs_not_incremental_elsewhere(session: object) -> None:
+    # aiosqlite and asyncpg: the column is bound and read as usual.
+    connections = []
+    await session.run_sync(lambda sync: connections.append(blobs.incremental(sync)))  # type: ignore[attr-defined]
+    assert connections == [None]
+
+
+def test_blobs_store_and_claim_keep_content_byte_exact(writer: Engine) -> None:
+    srs = Srs("blobs-test-secret-0123456789abcdef", HOSTNAME)
+    with Session(writer) as session, session.begin():
+        [stored] = store_all(
+            session, [arrival(CONTENT)], srs=srs, queue_lifetime=timedelta(days=1), now=NOW
+        )
+    with Session(writer) as session, session.begin():
+        # Read as usual, not through app.db.blobs: the row holds exactly the content.
+        row = session.get(Message, stored.message_id)
+        assert row is not None and (row.content, row.size) == (bytes(CONTENT), len(CONTENT))
+    with Session(writer) as session, session.begin():
+        [claimed] = queue.claim_in(
+            session, stored.delivery_ids, "w", NOW, NOW + timedelta(minutes=1)
+        )
+        assert claimed.message.content == bytes(CONTENT)
+        assert isinstance(claimed.message.content, bytes)
+
+
+def test_blobs_content_is_the_last_column_after_migrating(writer: Engine) -> None:
+    database = writer.url.database
+    assert database is not None
+    assert stored_columns(database)[-1] == "content"
