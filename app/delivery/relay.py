@@ -19,13 +19,14 @@ import aiosmtplib
 
 from app.delivery.mx import Target
 from app.delivery.outcome import Outcome, Result, from_exception, from_reply
+from app.message import has_bare_newline
 
 TlsPolicy = Literal["opportunistic", "require"]
 CONNECT_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 300.0  # RFC 5321 4.5.3.2: up to 10 minutes for the end of DATA
 BLOCK_OCTETS = 256 * 1024  # what DATA writes at a time
+END_OF_DATA = b".\r\n"
 _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
-_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,27 +54,29 @@ def needs_smtputf8(sender: str, recipient: str, content: bytes) -> bool:
 
 
 def data_blocks(content: bytes, size: int = BLOCK_OCTETS) -> Iterator[bytes]:
-    """``content`` as DATA sends it (RFC 5321 4.5.2): every line ended by CRLF (bare CR
-    and LF made CRLF, as aiosmtplib does), a line starting with "." given another, the last
-    line ended. Blocks of about ``size`` octets, each ending a line, so that a line start
-    is a block start or follows an LF inside a block."""
+    """What DATA sends after the 354 (RFC 5321 4.5.2), end of data included: ``content``
+    with every line ended by CRLF (bare CR and LF made CRLF, as aiosmtplib does), a line
+    starting with "." given another, the last line ended, then ".<CRLF>". Blocks of about
+    ``size`` octets, each ending a line (so that a line start is a block start or follows
+    an LF inside one); the end of data rides with the last, one write for a small message."""
     view = memoryview(content)
-    start, ended = 0, True
+    start = 0
+    block = b""
     while start < len(content):
         newline = content.find(b"\n", start + size)
         stop = len(content) if newline == -1 else newline + 1
+        if block:
+            yield block
         block = bytes(view[start:stop])
-        if _BARE_CR_OR_LF.search(block):
+        if has_bare_newline(block):
             block = _LINE_END.sub(b"\r\n", block)
         if block.startswith(b"."):
             block = b"." + block
         if b"\n." in block:
             block = block.replace(b"\n.", b"\n..")
-        ended = block.endswith(b"\r\n")
-        yield block
         start = stop
-    if not ended or not content:
-        yield b"\r\n"
+    ended = block.endswith(b"\r\n") and bool(content)
+    yield block + (END_OF_DATA if ended else b"\r\n" + END_OF_DATA)
 
 
 class Connection:
@@ -144,7 +147,6 @@ class Connection:
                 for block in data_blocks(content):
                     protocol.write(block)
                     await protocol._drain_helper()
-            protocol.write(b".\r\n")
             reply = await protocol.read_response(timeout=timeout)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, TimeoutError):
             self.client.close()  # as data() does: the session is in an unknown state

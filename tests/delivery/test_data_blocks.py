@@ -17,7 +17,7 @@ TEXT = st.lists(PIECES, max_size=40).map(b"".join)
 
 
 def as_aiosmtplib_sends(content: bytes) -> bytes:
-    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(content))
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(content)) + b".\r\n"
 
 
 @settings(max_examples=2000, derandomize=True, database=None)
@@ -31,9 +31,10 @@ def test_data_blocks_end_lines_within_the_block_size() -> None:
     blocks = list(data_blocks(content, 4096))
     assert len(blocks) > 10
     assert all(block.endswith(b"\r\n") for block in blocks)
+    assert blocks[-1].endswith(b"\r\n.\r\n")
     assert max(len(block) for block in blocks) < 4096 + 20
 
 
 def test_data_blocks_leave_a_plain_message_as_it_is() -> None:
     content = b"Subject: x\r\n\r\nbody\r\n"
-    assert list(data_blocks(content)) == [content]
+    assert list(data_blocks(content)) == [content + b".\r\n"]
