@@ -9,6 +9,8 @@ app.db.reader, on connections of their own that WAL lets read beside the writer.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +28,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+LOCK_POLL_FIRST = 0.0001  # seconds between the first tries of a busy write lock
+LOCK_POLL_MAX = 0.001
 
 
 def create_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -> AsyncEngine:
@@ -63,7 +67,7 @@ def create_sqlite_writer(url: str) -> Engine:
     engine = sa_create_engine(
         make_url(url).set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0
     )
-    _tune_sqlite(engine, foreign_keys=True, read_only=False)
+    _tune_sqlite(engine, foreign_keys=True, read_only=False, poll_lock=True)
     return engine
 
 
@@ -73,7 +77,12 @@ def _ensure_parent_directory(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _tune_sqlite(engine: AsyncEngine | Engine, *, foreign_keys: bool, read_only: bool) -> None:
+def _tune_sqlite(
+    engine: AsyncEngine | Engine, *, foreign_keys: bool, read_only: bool, poll_lock: bool = False
+) -> None:
+    """``poll_lock``: wait for the write lock by polling it finely (begin_immediate) rather
+    than in SQLite's busy handler; only where a blocking wait is allowed (a sync engine in
+    a thread of its own), never on the event loop."""
     sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
 
     @event.listens_for(sync_engine, "connect")
@@ -86,7 +95,7 @@ def _tune_sqlite(engine: AsyncEngine | Engine, *, foreign_keys: bool, read_only:
         # power loss, not only a killed process.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={0 if poll_lock else SQLITE_BUSY_TIMEOUT_MS}")
         if read_only:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
@@ -97,7 +106,31 @@ def _tune_sqlite(engine: AsyncEngine | Engine, *, foreign_keys: bool, read_only:
     def _on_begin(connection: Any) -> None:
         # Writers take the write lock up front: a deferred transaction that later writes
         # can fail at once with SQLITE_BUSY instead of waiting for busy_timeout.
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if poll_lock:
+            begin_immediate(connection.connection.dbapi_connection)
+        else:
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def begin_immediate(
+    connection: sqlite3.Connection, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000
+) -> None:
+    """BEGIN IMMEDIATE, waiting for another process's write lock in steps of at most a
+    millisecond. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between
+    tries: with the SMTP processes and the worker each committing every few milliseconds
+    for well under one, a writer slept through most of the time the lock stood free."""
+    deadline = time.monotonic() + timeout
+    pause = LOCK_POLL_FIRST
+    while True:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # any BUSY_* as well
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, LOCK_POLL_MAX)
 
 
 def _lower(value: object) -> object:
