@@ -5,6 +5,7 @@ record built from it), and read back twice (the value assembled from its overflo
 then Python's bytes). SQLite's incremental I/O (sqlite3_blob_open) writes into the pages
 from our buffer and reads out of them into the bytes returned: the content is held once.
 The row is inserted with zeroblob(size), which SQLite writes without allocating it.
+Contents under INCREMENTAL_FROM, nearly all mail, go the usual way.
 
 Only where the session runs on the standard library's sqlite3 (the SMTP server's group
 commit and the worker in ``serve``): elsewhere (aiosqlite, PostgreSQL) incremental() is None
@@ -19,6 +20,9 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy.orm import Session
 
 TABLE, COLUMN = "messages", "content"
+# Below this a content is bound and read as usual: SQLite's copies of it cost less than
+# the three calls of opening, writing or reading, and closing a blob.
+INCREMENTAL_FROM = 256 * 1024
 
 
 def incremental(session: Session) -> sqlite3.Connection | None:

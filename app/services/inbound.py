@@ -106,16 +106,7 @@ def store_all(
         )
     if not kept:
         return results
-    sqlite = blobs.incremental(session)
-    arrivals = [incoming[index].arrival for index, _ in kept]
-    message_ids = list(
-        session.scalars(
-            _INSERT_RESERVED if sqlite else _INSERT,
-            [_message_row(arrival, now, content=sqlite is None) for arrival in arrivals],
-        )
-    )
-    if sqlite is not None:
-        blobs.write(sqlite, zip(message_ids, (a.content for a in arrivals), strict=True))
+    message_ids = _insert_messages(session, [incoming[index].arrival for index, _ in kept], now)
     rows: list[dict[str, Any]] = []
     owners: list[int] = []
     for (index, targets), message_id in zip(kept, message_ids, strict=True):
@@ -163,6 +154,25 @@ _COUNT_RULE_USE = (
     .where(_rules.c.id == bindparam("rule"))
     .values(message_count=_rules.c.message_count + bindparam("uses"))
 )
+
+
+def _insert_messages(session: Session, arrivals: list[Arrival], now: datetime) -> list[int]:
+    """Each arrival's message row; the ids in order. On sqlite3 a large content is written
+    into its row by incremental BLOB I/O (app.db.blobs); a small one is bound, which takes
+    fewer calls into SQLite (each hands the GIL to the event loop's thread and back)."""
+    sqlite = blobs.incremental(session)
+    large = [sqlite is not None and len(a.content) >= blobs.INCREMENTAL_FROM for a in arrivals]
+    ids = [0] * len(arrivals)
+    for reserved in (False, True):
+        chosen = [i for i, is_large in enumerate(large) if is_large is reserved]
+        if chosen:
+            rows = [_message_row(arrivals[i], now, content=not reserved) for i in chosen]
+            new_ids = session.scalars(_INSERT_RESERVED if reserved else _INSERT, rows)
+            for i, message_id in zip(chosen, new_ids, strict=True):
+                ids[i] = message_id
+    if sqlite is not None:
+        blobs.write(sqlite, [(ids[i], arrivals[i].content) for i, big in enumerate(large) if big])
+    return ids
 
 
 def _message_row(arrival: Arrival, now: datetime, *, content: bool) -> dict[str, Any]:

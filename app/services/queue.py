@@ -8,6 +8,7 @@ process, which takes back every claim when it starts.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
@@ -103,10 +104,24 @@ def claim_in(
     )
     deliveries = list(rows)
     if sqlite is not None:
-        messages = {d.message.id: d.message for d in deliveries}
-        for rowid, content in blobs.read(sqlite, list(messages)).items():
-            set_committed_value(messages[rowid], "content", content)
+        _load_contents(session, sqlite, {d.message.id: d.message for d in deliveries})
     return deliveries
+
+
+def _load_contents(
+    session: Session, sqlite: sqlite3.Connection, messages: dict[int, Message]
+) -> None:
+    """The deferred content of ``messages``: the small ones in one query, the large ones
+    by incremental BLOB I/O (app.db.blobs), each straight into its bytes."""
+    large = {i for i, m in messages.items() if m.size >= blobs.INCREMENTAL_FROM}
+    small = [i for i in messages if i not in large]
+    contents = blobs.read(sqlite, sorted(large))
+    if small:
+        query = select(Message.id, Message.content).where(Message.id.in_(small))
+        for rowid, content in session.execute(query):
+            contents[rowid] = content
+    for rowid, content in contents.items():
+        set_committed_value(messages[rowid], "content", content)
 
 
 async def release_claims(session: AsyncSession, holder_prefix: str | None = None) -> int:

@@ -26,7 +26,9 @@ from tests.conftest import HOSTNAME, sqlite_url
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 # Every octet value, CR and LF alone, and more than a page: what is stored is what came.
-CONTENT = bytearray(b"Received: ours\r\n" + bytes(range(256)) * 40 + b"\r\n.\r\n")
+SMALL = bytearray(b"Received: ours\r\n" + bytes(range(256)) * 40 + b"\r\n.\r\n")
+# Written and read by blob I/O (INCREMENTAL_FROM and over); the small one is bound.
+LARGE = SMALL * (blobs.INCREMENTAL_FROM // len(SMALL) + 1)
 
 
 @pytest.fixture
@@ -66,22 +68,30 @@ async def test_blobs_not_incremental_elsewhere(session: object) -> None:
     assert connections == [None]
 
 
-def test_blobs_store_and_claim_keep_content_byte_exact(writer: Engine) -> None:
+@pytest.mark.parametrize("sizes", [(LARGE,), (SMALL,), (SMALL, LARGE, SMALL)])
+def test_blobs_store_and_claim_keep_content_byte_exact(
+    writer: Engine, sizes: tuple[bytearray, ...]
+) -> None:
     srs = Srs("blobs-test-secret-0123456789abcdef", HOSTNAME)
     with Session(writer) as session, session.begin():
-        [stored] = store_all(
-            session, [arrival(CONTENT)], srs=srs, queue_lifetime=timedelta(days=1), now=NOW
+        stored = store_all(
+            session,
+            [arrival(content) for content in sizes],
+            srs=srs,
+            queue_lifetime=timedelta(days=1),
+            now=NOW,
         )
     with Session(writer) as session, session.begin():
-        # Read as usual, not through app.db.blobs: the row holds exactly the content.
-        row = session.get(Message, stored.message_id)
-        assert row is not None and (row.content, row.size) == (bytes(CONTENT), len(CONTENT))
+        # Read as usual, not through app.db.blobs: the rows hold exactly the contents.
+        for content, result in zip(sizes, stored, strict=True):
+            row = session.get(Message, result.message_id)
+            assert row is not None and (row.content, row.size) == (bytes(content), len(content))
+    ids = [i for result in stored for i in result.delivery_ids]
     with Session(writer) as session, session.begin():
-        [claimed] = queue.claim_in(
-            session, stored.delivery_ids, "w", NOW, NOW + timedelta(minutes=1)
-        )
-        assert claimed.message.content == bytes(CONTENT)
-        assert isinstance(claimed.message.content, bytes)
+        claimed = queue.claim_in(session, ids, "w", NOW, NOW + timedelta(minutes=1))
+        by_id = {d.id: d.message.content for d in claimed}
+        assert [by_id[i] for i in ids] == [bytes(content) for content in sizes]
+        assert all(isinstance(content, bytes) for content in by_id.values())
 
 
 def test_blobs_content_is_the_last_column_after_migrating(writer: Engine) -> None:
