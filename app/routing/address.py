@@ -8,6 +8,7 @@ their ASCII (A-label) form.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import idna
 from email_validator import EmailNotValidError, validate_email
@@ -35,6 +36,9 @@ class Address:
         return f"{self.local}@{self.domain}"
 
 
+# Remembered: the same recipients come again and again, and email-validator's parse is
+# most of a look-up's cost. Pure, and an invalid address raises (never remembered).
+@lru_cache(maxsize=8192)
 def parse_address(raw: str) -> Address:
     """Parse one address (no display name, no angle brackets) or raise InvalidAddress.
 

@@ -80,6 +80,17 @@ def refusal_reply(address: str, decision: Decision) -> str:
 
 
 class InboundHandler:
+    # aiosmtpd runs inspect.getmembers() and dir() on the handler for every new session,
+    # reading each attribute, to find its handle_* hooks (and auth_* methods, of which we
+    # have none): only those names need be seen. Computed once per class.
+    _hooks: tuple[str, ...] = ()
+
+    def __dir__(self) -> list[str]:
+        cls = type(self)
+        if not cls._hooks:
+            cls._hooks = tuple(n for n in super().__dir__() if n.startswith("handle_"))
+        return list(cls._hooks)
+
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
