@@ -171,7 +171,9 @@ class MailrouteSMTP(SMTP):
         if self._closing:
             return  # a pipelined command after we said 421 gets no answer
         # Some of aiosmtpd's replies echo the client's argument ("502 Could not VRFY ...").
-        status = UNSAFE_TEXT.sub("?", status)
+        # Printable ASCII, which nearly every reply is, holds nothing unsafe.
+        if not (status.isascii() and status.isprintable()):
+            status = UNSAFE_TEXT.sub("?", status)
         reply = status if self._greeting_or_hello else with_enhanced_code(status)
         await super().push(reply)
         if reply[:1] in ("4", "5") and reply[:3] != "421" and reply[4:9] not in NOT_ERRORS:
