@@ -4,8 +4,8 @@ database allows.
 SQLite answers an indexed look-up in microseconds from its page cache, well under what
 handing the query to aiosqlite's thread and back costs; so on SQLite the query runs on
 the calling thread, through the sqlite3 module, on a read-only connection that WAL lets
-read beside the writer (readers never wait for it). Elsewhere it runs on a connection of
-the async engine, without an ORM session.
+read beside the writer (readers never wait for it). On PostgreSQL it runs on a pool of
+its own (PostgresReader), without an ORM session, a transaction or a ping.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, Executable, Row
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.db.engine import create_sqlite_reader, session_scope
 
@@ -37,19 +43,6 @@ class SqliteReader:
         self.engine.dispose()
 
 
-class EngineReader:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def rows(self, query: Executable, parameters: dict[str, Any]) -> Sequence[Row[Any]]:
-        async with self.engine.connect() as connection:
-            result: Sequence[Row[Any]] = (await connection.execute(query, parameters)).all()
-            return result
-
-    async def dispose(self) -> None:
-        pass  # the engine is its owner's
-
-
 class SessionReader:
     """Through an ORM session: for callers that hold only a sessionmaker."""
 
@@ -65,7 +58,37 @@ class SessionReader:
         pass
 
 
+class PostgresReader:
+    """A look-up is one round trip: autocommit (a lone SELECT needs no transaction, and on
+    asyncpg its BEGIN and ROLLBACK are a round trip each) and no ping before each use (the
+    pool's pre-ping, another). Measured on one connection: 725 us a look-up, 307 without
+    those. A connection PostgreSQL dropped (a restart) is found when it fails instead:
+    SQLAlchemy then invalidates the pool, and the look-up is tried once more."""
+
+    POOL = {"pool_size": 5, "max_overflow": 5}  # beside the main engine's 10 + 10
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_async_engine(url, isolation_level="AUTOCOMMIT", **self.POOL)
+
+    async def rows(self, query: Executable, parameters: dict[str, Any]) -> Sequence[Row[Any]]:
+        try:
+            return await self._rows(query, parameters)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            return await self._rows(query, parameters)
+
+    async def _rows(self, query: Executable, parameters: dict[str, Any]) -> Sequence[Row[Any]]:
+        async with self.engine.connect() as connection:
+            result: Sequence[Row[Any]] = (await connection.execute(query, parameters)).all()
+            return result
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
 def create_reader(engine: AsyncEngine) -> Reader:
+    url = engine.url.render_as_string(hide_password=False)
     if engine.dialect.name == "sqlite":
-        return SqliteReader(engine.url.render_as_string(hide_password=False))
-    return EngineReader(engine)
+        return SqliteReader(url)
+    return PostgresReader(url)

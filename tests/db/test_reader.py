@@ -13,9 +13,9 @@ from sqlalchemy import Row, insert, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.db.engine import session_scope
+from app.db.engine import create_engine, session_scope
 from app.db.models import Domain
-from app.db.reader import EngineReader, Reader, SessionReader, SqliteReader, create_reader
+from app.db.reader import PostgresReader, Reader, SessionReader, SqliteReader, create_reader
 from app.routing import CATCH_ALL_KEY, Action, parse_address
 from app.services import aliases, destinations, domains
 from app.services.routes import DOMAIN_VIEW, domain_view, domain_view_parameters
@@ -90,7 +90,7 @@ async def reader_rows(reader: Reader, address: str) -> Sequence[Row[Any]]:
 
 
 def test_create_reader_picks_the_reader_for_the_database(engine: AsyncEngine) -> None:
-    expected = SqliteReader if engine.dialect.name == "sqlite" else EngineReader
+    expected = SqliteReader if engine.dialect.name == "sqlite" else PostgresReader
     assert type(create_reader(engine)) is expected
 
 
@@ -165,3 +165,24 @@ async def test_reader_does_not_wait_for_an_open_write_transaction(
     assert waited < READ_BOUND, f"the read waited {waited:.1f} s for the writer"
     assert {row.name for row in rows} == {"example.org"}
     assert unseen == []
+
+
+@pytest.mark.postgres
+async def test_postgres_reader_survives_its_connections_being_dropped(postgres_url: str) -> None:
+    # No ping before each use: a connection PostgreSQL dropped (a restart, an idle
+    # timeout) fails, the pool is invalidated, and the look-up is tried once more.
+    reader = PostgresReader(postgres_url)
+    other = create_engine(postgres_url)
+    try:
+        query = text("SELECT pg_backend_pid()")
+        [(first_backend,)] = await reader.rows(query, {})
+        async with other.connect() as connection:
+            ended = await connection.scalar(
+                text("SELECT pg_terminate_backend(:pid)"), {"pid": first_backend}
+            )
+        assert ended is True
+        [(second_backend,)] = await reader.rows(query, {})
+        assert second_backend != first_backend
+    finally:
+        await reader.dispose()
+        await other.dispose()
