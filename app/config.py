@@ -90,15 +90,19 @@ class Settings(BaseSettings):
     activity_retention_days: int = Field(default=30, ge=1)
     shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
     # Processes taking SMTP sessions under `serve`, sharing the port (SO_REUSEPORT); one
-    # Python process uses one core. Unset: one per CPU on PostgreSQL, one on SQLite
-    # (its single writer lock makes more processes wait for each other, not go faster).
+    # Python process uses one core. Unset: on PostgreSQL one per CPU but one, left to the
+    # delivery worker and the database (on two cores, two SMTP processes forwarded less
+    # than one at 10 sessions); one on SQLite (its single writer lock makes more processes
+    # wait for each other, not go faster).
     smtp_processes: int | None = Field(default=None, ge=1, le=64)
 
     @property
     def smtp_process_count(self) -> int:
         if self.smtp_processes is not None:
             return self.smtp_processes
-        return 1 if self.database_url.startswith("sqlite") else (os.cpu_count() or 1)
+        if self.database_url.startswith("sqlite"):
+            return 1
+        return max(1, (os.cpu_count() or 1) - 1)
 
     # Seconds a worker's claim on a delivery lasts; a worker killed mid-delivery holds it
     # that long before another worker (on PostgreSQL) takes the delivery over.

@@ -27,15 +27,18 @@ def test_smtp_process_count_on_sqlite_is_one_when_unset(monkeypatch: pytest.Monk
     assert load_settings(database_url=SQLITE).smtp_process_count == 1
 
 
-def test_smtp_process_count_on_postgres_is_the_cpu_count_when_unset(
+def test_smtp_process_count_on_postgres_leaves_one_cpu_when_unset(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 7)
-    assert load_settings(database_url=POSTGRES).smtp_process_count == 7
+    assert load_settings(database_url=POSTGRES).smtp_process_count == 6
 
 
-def test_smtp_process_count_on_postgres_is_this_machines_cpu_count() -> None:
-    assert load_settings(database_url=POSTGRES).smtp_process_count == (os.cpu_count() or 1)
+def test_smtp_process_count_on_postgres_on_one_cpu_is_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert load_settings(database_url=POSTGRES).smtp_process_count == 1
 
 
 def test_smtp_process_count_on_postgres_without_known_cpu_count_is_one(
