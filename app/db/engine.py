@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -107,19 +108,23 @@ def _tune_sqlite(
         # Writers take the write lock up front: a deferred transaction that later writes
         # can fail at once with SQLITE_BUSY instead of waiting for busy_timeout.
         if poll_lock:
-            begin_immediate(connection.connection.dbapi_connection)
+            try:
+                begin_immediate(connection.connection.dbapi_connection)
+            except sqlite3.Error as exc:
+                # SQLAlchemy does not wrap what a begin listener raises: callers catch
+                # its exceptions (the SMTP server answers 451 to an OperationalError).
+                raise _wrapped(exc) from exc
         else:
             connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def begin_immediate(
-    connection: sqlite3.Connection, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000
-) -> None:
+def begin_immediate(connection: sqlite3.Connection, timeout: float | None = None) -> None:
     """BEGIN IMMEDIATE, waiting for another process's write lock in steps of at most a
     millisecond. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between
     tries: with the SMTP processes and the worker each committing every few milliseconds
     for well under one, a writer slept through most of the time the lock stood free."""
-    deadline = time.monotonic() + timeout
+    wait = SQLITE_BUSY_TIMEOUT_MS / 1000 if timeout is None else timeout
+    deadline = time.monotonic() + wait
     pause = LOCK_POLL_FIRST
     while True:
         try:
@@ -131,6 +136,11 @@ def begin_immediate(
                 raise
         time.sleep(pause)
         pause = min(pause * 2, LOCK_POLL_MAX)
+
+
+def _wrapped(exc: sqlite3.Error) -> DBAPIError:
+    kind = OperationalError if isinstance(exc, sqlite3.OperationalError) else DBAPIError
+    return kind("BEGIN IMMEDIATE", None, exc)
 
 
 def _lower(value: object) -> object:

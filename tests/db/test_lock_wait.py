@@ -10,8 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from app.db.engine import begin_immediate
+from app.db import engine as engine_module
+from app.db.engine import begin_immediate, create_sqlite_writer
+from tests.conftest import sqlite_url
 
 
 @pytest.fixture
@@ -75,3 +79,20 @@ def test_begin_immediate_does_not_wait_on_other_errors(database: Path) -> None:
     with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
         begin_immediate(connection, timeout=30)
     assert connection.tries == 1
+
+
+def test_writer_engine_still_busy_raises_sqlalchemys_operational_error(
+    database: Path, holder: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the SMTP server catches to answer 451: SQLAlchemy's error, not sqlite3's,
+    # although the begin listener that waits runs outside SQLAlchemy's wrapping.
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    engine = create_sqlite_writer(sqlite_url(database))
+    try:
+        with pytest.raises(OperationalError) as raised, Session(engine) as session:
+            session.connection()
+        orig = raised.value.orig
+        assert isinstance(orig, sqlite3.OperationalError)
+        assert orig.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+    finally:
+        engine.dispose()
