@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -83,11 +83,11 @@ class InboundHandler:
     # aiosmtpd runs inspect.getmembers() and dir() on the handler for every new session,
     # reading each attribute, to find its handle_* hooks (and auth_* methods, of which we
     # have none): only those names need be seen. Computed once per class.
-    _hooks: tuple[str, ...] = ()
+    _hooks: ClassVar[tuple[str, ...]]
 
     def __dir__(self) -> list[str]:
         cls = type(self)
-        if not cls._hooks:
+        if "_hooks" not in cls.__dict__:  # each class its own: a subclass may add hooks
             cls._hooks = tuple(n for n in super().__dir__() if n.startswith("handle_"))
         return list(cls._hooks)
 

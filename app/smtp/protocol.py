@@ -8,7 +8,7 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
@@ -105,11 +105,11 @@ class MailrouteSMTP(SMTP):
     # aiosmtpd finds its command and AUTH methods by introspecting every new session
     # (inspect.getmembers reads each attribute and property): a tenth of the CPU of a
     # one-message session. Only those names need be seen; computed once per class.
-    _introspected: tuple[str, ...] = ()
+    _introspected: ClassVar[tuple[str, ...]]
 
     def __dir__(self) -> list[str]:
         cls = type(self)
-        if not cls._introspected:
+        if "_introspected" not in cls.__dict__:  # each class its own: a subclass may add
             cls._introspected = tuple(
                 name for name in super().__dir__() if name.startswith(("smtp_", "auth_"))
             )
@@ -383,8 +383,12 @@ class MailrouteSMTP(SMTP):
             await self.push(TEXT_REFUSALS[refusal])
             return
         self.envelope.content = self.envelope.original_content = text.content  # type: ignore[assignment]
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            # The transaction ends with the end of data, whatever the handler did: after
+            # a 451 from handle_exception the client starts again with MAIL.
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
 
     def data_received(self, data: bytes) -> None:
