@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
 
 from app.delivery.mx import Target
 from app.delivery.outcome import Outcome, Result, from_exception, from_reply
@@ -79,6 +80,34 @@ def data_blocks(content: bytes, size: int = BLOCK_OCTETS) -> Iterator[bytes]:
     yield block + (END_OF_DATA if ended else b"\r\n" + END_OF_DATA)
 
 
+async def _write_text(protocol: SMTPProtocol, content: bytes) -> bool:
+    """Write the text and the end of data as the destination takes them (a block, then
+    a wait while the transport is over its high-water mark). True when the destination
+    answered before the end (refusing the message early, perhaps hanging up after): that
+    answer ends the writing, and is what read_response() gives."""
+    answer = protocol._response_waiter
+    assert answer is not None
+    for block in data_blocks(content):
+        if answer.done():
+            return True
+        try:
+            protocol.write(block)
+        except aiosmtplib.SMTPServerDisconnected:
+            if answer.done():
+                return True
+            raise
+        if protocol._paused:
+            drained = asyncio.ensure_future(protocol._drain_helper())
+            await asyncio.wait((drained, answer), return_when=asyncio.FIRST_COMPLETED)
+            if answer.done():
+                drained.cancel()
+                if drained.done() and not drained.cancelled():
+                    drained.exception()  # retrieved: the answer is what counts
+                return True
+            drained.result()  # ConnectionResetError when the connection was lost
+    return False
+
+
 class Connection:
     """An open, greeted (and, where possible, encrypted) session with one host."""
 
@@ -132,8 +161,8 @@ class Connection:
 
         aiosmtplib's data() makes three whole copies of the message before writing it
         all at once (a 25 MiB message cost the worker 100 MiB more); this keeps one block.
-        It leans on two of aiosmtplib's internals (hence the pin to 5.x): the flag that
-        keeps an early reply, and the flow control's wait for the transport to drain.
+        It leans on aiosmtplib's internals (hence the pin to 5.x): the flag that keeps an
+        early reply, the reply's future, and the flow control's wait for the transport.
         """
         start = await self.client.execute_command(b"DATA")
         if start.code != 354:
@@ -144,13 +173,25 @@ class Connection:
         try:
             protocol._response_pending = True  # a reply before the end is not dropped
             async with asyncio.timeout(timeout):
-                for block in data_blocks(content):
-                    protocol.write(block)
-                    await protocol._drain_helper()
+                early = await _write_text(protocol, content)
             reply = await protocol.read_response(timeout=timeout)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, TimeoutError):
+        except (
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPTimeoutError,
+            TimeoutError,
+            ConnectionError,
+            asyncio.CancelledError,
+        ):
             self.client.close()  # as data() does: the session is in an unknown state
             raise
+        if early:
+            # The text was cut short: this session cannot go on, and a 2xx before the
+            # end of data cannot mean the message was taken.
+            self.client.close()
+            if reply.code < 400:
+                raise aiosmtplib.SMTPDataError(
+                    451, f"answered before the end of data: {reply.code} {reply.message}"
+                )
         if reply.code != 250:
             raise aiosmtplib.SMTPDataError(reply.code, reply.message)
         return reply
