@@ -65,7 +65,10 @@ class PostgresReader:
     those. A connection PostgreSQL dropped (a restart) is found when it fails instead:
     SQLAlchemy then invalidates the pool, and the look-up is tried once more."""
 
-    POOL = {"pool_size": 5, "max_overflow": 5}  # beside the main engine's 10 + 10
+    # Beside the main engine's 10 + 10. No overflow: a connection past the pool is opened
+    # for one use and closed (PostgreSQL forks a backend for it, milliseconds); a look-up
+    # beyond ten at once waits its turn for one of these instead.
+    POOL = {"pool_size": 10, "max_overflow": 0}
 
     def __init__(self, url: str) -> None:
         self.engine = create_async_engine(url, isolation_level="AUTOCOMMIT", **self.POOL)
