@@ -88,13 +88,13 @@ class DeliveryWorker:
         try:
             while not stop.is_set():
                 try:
-                    handled = await self.run_once()
+                    full = (await self._step()).full
                 except Exception:
                     log.exception("delivery step failed; retrying shortly")
-                    handled = 0
+                    full = False
                 # A full batch: more may be due. Otherwise wait to be woken (mail queued
                 # meanwhile has set the event already) rather than ask again at once.
-                if handled < self.config.batch_size:
+                if not full:
                     await self._sleep(stop)
         finally:
             await self.connections.close_all()
@@ -114,15 +114,18 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """Claim one batch, deliver it, record it; the number of deliveries handled."""
+        return len((await self._step()).deliveries)
+
+    async def _step(self) -> queue.Batch:
         now = self.clock()
-        claimed = await self.transactions.run(
-            lambda session: queue.claim_due_in(
+        batch = await self.transactions.run(
+            lambda session: queue.claim_batch_in(
                 session, self.id, now, limit=self.config.batch_size, lease=self.config.lease
             )
         )
-        if claimed:
-            await self.deliver(claimed)
-        return len(claimed)
+        if batch.deliveries:
+            await self.deliver(batch.deliveries)
+        return batch
 
     async def attempt_inline(self, ids: Sequence[int], patience: float) -> InlineResult:
         """Try these deliveries while the SMTP client waits, for up to ``patience`` seconds

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -40,24 +41,60 @@ async def claim_due(
     )
 
 
+# The message content one claim loads at most: a batch of large messages would otherwise
+# be held all at once (a hundred 25 MiB messages, 2.5 GB). A batch has one at least.
+MAX_BATCH_OCTETS = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    deliveries: list[Delivery]
+    full: bool  # cut by the limit or the octets: more may be due now
+
+
 def claim_due_in(
     session: Session, worker: str, now: datetime, *, limit: int, lease: timedelta
 ) -> list[Delivery]:
     """claim_due in a synchronous session (app.db.group_commit.Transactions runs it)."""
+    return claim_batch_in(session, worker, now, limit=limit, lease=lease).deliveries
+
+
+def claim_batch_in(
+    session: Session,
+    worker: str,
+    now: datetime,
+    *,
+    limit: int,
+    lease: timedelta,
+    max_octets: int | None = None,
+) -> Batch:
+    """Up to ``limit`` due deliveries whose messages come to at most ``max_octets`` (the
+    first always), claimed, with their messages loaded."""
     due = or_(
         (Delivery.status == QUEUED) & (Delivery.next_attempt_at <= now),
         (Delivery.status == DELIVERING) & (Delivery.claimed_until < now),
     )
-    ids = list(
-        session.scalars(
-            select(Delivery.id)
-            .where(due)
-            .order_by(Delivery.next_attempt_at, Delivery.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    return claim_in(session, ids, worker, now, now + lease)
+    rows = session.execute(
+        select(Delivery.id, Delivery.message_id, Message.size)
+        .join(Message, Message.id == Delivery.message_id)
+        .where(due)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Delivery)
+    ).all()
+    budget = MAX_BATCH_OCTETS if max_octets is None else max_octets
+    ids: list[int] = []
+    loaded: set[int] = set()  # each message's content is loaded once, however many go
+    octets = 0
+    for delivery_id, message_id, size in rows:
+        more = 0 if message_id in loaded else size
+        if ids and octets + more > budget:
+            break
+        octets += more
+        loaded.add(message_id)
+        ids.append(delivery_id)
+    claimed = claim_in(session, ids, worker, now, now + lease)
+    return Batch(claimed, full=len(ids) < len(rows) or len(rows) == limit)
 
 
 async def claim(

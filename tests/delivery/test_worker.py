@@ -472,6 +472,28 @@ async def test_worker_run_delivers_when_woken(
     assert [r.rcpt_tos for r in received] == [[DESTINATION]]
 
 
+async def test_worker_run_goes_on_after_a_batch_cut_by_its_octets(
+    sessionmaker: Sessionmaker, sink: Sink, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of one message: each was short of batch_size, and the worker waited for the
+    # 60 s poll before the next, though more were due.
+    monkeypatch.setattr(queue, "MAX_BATCH_OCTETS", 1)
+    config = WorkerConfig(
+        hostname=HOSTNAME, smarthost=Target("sink", sink.host, sink.port), poll_interval=60
+    )
+    for _ in range(3):
+        await queue_inbound(sessionmaker, clock)
+    worker = make_worker(sessionmaker, config, clock)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        received = await asyncio.to_thread(sink.wait_for, 3)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert len(received) == 3
+
+
 # Retry delays
 
 
@@ -544,6 +566,40 @@ async def test_claim_due_respects_the_limit(sessionmaker: Sessionmaker, clock: C
     async with session_scope(sessionmaker) as session:
         claimed = await queue.claim_due(session, "worker-a", clock(), limit=1, lease=LEASE)
     assert len(claimed) == 1
+
+
+async def claim_batch(
+    sessionmaker: Sessionmaker, clock: Clock, max_octets: int
+) -> tuple[list[int], bool]:
+    async with session_scope(sessionmaker) as session:
+        batch = await session.run_sync(
+            lambda sync: queue.claim_batch_in(
+                sync, "worker-a", clock(), limit=100, lease=LEASE, max_octets=max_octets
+            )
+        )
+    return [d.id for d in batch.deliveries], batch.full
+
+
+async def test_claim_batch_stops_at_its_octets(sessionmaker: Sessionmaker, clock: Clock) -> None:
+    ids = [i for _ in range(3) for i in await queue_inbound(sessionmaker, clock)]
+    size = len(CONTENT)
+    assert await claim_batch(sessionmaker, clock, 2 * size) == (ids[:2], True)
+    assert await claim_batch(sessionmaker, clock, 2 * size) == (ids[2:], False)
+
+
+async def test_claim_batch_takes_one_message_over_its_octets(
+    sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    ids = [i for _ in range(2) for i in await queue_inbound(sessionmaker, clock)]
+    assert await claim_batch(sessionmaker, clock, 1) == (ids[:1], True)
+
+
+async def test_claim_batch_counts_a_message_once_for_all_its_deliveries(
+    sessionmaker: Sessionmaker, clock: Clock
+) -> None:
+    both = ("a@inbox.example", "b@inbox.example")
+    ids = await queue_inbound(sessionmaker, clock, destinations=both)
+    assert await claim_batch(sessionmaker, clock, len(CONTENT)) == (ids, False)
 
 
 async def test_worker_delivers_a_claim_whose_lease_lapsed(
