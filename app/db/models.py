@@ -153,6 +153,19 @@ class Message(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)  # the last column: see app.db.blobs
 
 
+class MessagePart(Base):
+    """A slice of a large message's content, in order: on PostgreSQL a message from
+    app.db.parts.PARTS_FROM octets keeps its content here and an empty ``content``."""
+
+    __tablename__ = "message_parts"
+
+    message_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Delivery(Base):
     """One message to one destination; the unit workers claim, retry and finish."""
 

@@ -13,7 +13,7 @@ from sqlalchemy import Table, bindparam, func, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from app.db import blobs
+from app.db import blobs, parts
 from app.db.models import Delivery, Message, Rule
 from app.routing import CATCH_ALL_KEY, Decision, MatchKind, Outcome
 from app.routing.srs import Srs
@@ -159,23 +159,39 @@ _COUNT_RULE_USE = (
 def _insert_messages(session: Session, arrivals: list[Arrival], now: datetime) -> list[int]:
     """Each arrival's message row; the ids in order. On sqlite3 a large content is written
     into its row by incremental BLOB I/O (app.db.blobs); a small one is bound, which takes
-    fewer calls into SQLite (each hands the GIL to the event loop's thread and back)."""
+    fewer calls into SQLite (each hands the GIL to the event loop's thread and back). On
+    PostgreSQL a large content goes in parts (app.db.parts)."""
     sqlite = blobs.incremental(session)
-    large = [sqlite is not None and len(a.content) >= blobs.INCREMENTAL_FROM for a in arrivals]
+    sliced = parts.used(session)
+    reserve = [sqlite is not None and len(a.content) >= blobs.INCREMENTAL_FROM for a in arrivals]
+    split = [sliced and len(a.content) >= parts.PARTS_FROM for a in arrivals]
     ids = [0] * len(arrivals)
     for reserved in (False, True):
-        chosen = [i for i, is_large in enumerate(large) if is_large is reserved]
+        chosen = [i for i, is_large in enumerate(reserve) if is_large is reserved]
         if chosen:
-            rows = [_message_row(arrivals[i], now, content=not reserved) for i in chosen]
+            rows = [
+                _message_row(
+                    arrivals[i],
+                    now,
+                    content=None if reserved else b"" if split[i] else arrivals[i].content,
+                )
+                for i in chosen
+            ]
             new_ids = session.scalars(_INSERT_RESERVED if reserved else _INSERT, rows)
             for i, message_id in zip(chosen, new_ids, strict=True):
                 ids[i] = message_id
     if sqlite is not None:
-        blobs.write(sqlite, [(ids[i], arrivals[i].content) for i, big in enumerate(large) if big])
+        blobs.write(sqlite, [(ids[i], arrivals[i].content) for i, big in enumerate(reserve) if big])
+    for i, arrival in enumerate(arrivals):
+        if split[i]:
+            parts.write(session, ids[i], arrival.content)
     return ids
 
 
-def _message_row(arrival: Arrival, now: datetime, *, content: bool) -> dict[str, Any]:
+def _message_row(
+    arrival: Arrival, now: datetime, *, content: bytes | bytearray | None
+) -> dict[str, Any]:
+    """The row of ``arrival``; ``content`` None: room for it only (_INSERT_RESERVED)."""
     row = {
         "kind": "inbound",
         "queue_id": arrival.queue_id,
@@ -186,10 +202,10 @@ def _message_row(arrival: Arrival, now: datetime, *, content: bool) -> dict[str,
         "message_id": arrival.message_id,
         "size": len(arrival.content),
     }
-    if content:
-        row["content"] = arrival.content
-    else:
+    if content is None:
         row["content_size"] = len(arrival.content)
+    else:
+        row["content"] = content
     return row
 
 

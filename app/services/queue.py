@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import blobs
+from app.db import blobs, parts
 from app.db.models import Delivery, Message
 from app.errors import NotFound, QueueItemBusy, QueueItemNotFound
 
@@ -140,8 +140,11 @@ def claim_in(
         .execution_options(populate_existing=True)
     )
     deliveries = list(rows)
+    messages = {d.message.id: d.message for d in deliveries}
     if sqlite is not None:
-        _load_contents(session, sqlite, {d.message.id: d.message for d in deliveries})
+        _load_contents(session, sqlite, messages)
+    else:
+        parts.load(session, messages.values())  # those kept in parts (PostgreSQL)
     return deliveries
 
 
@@ -303,4 +306,5 @@ async def get_message(session: AsyncSession, message_id: int) -> Message:
     message = await session.get(Message, message_id)
     if message is None:
         raise NotFound(f"no stored message with id {message_id}")
+    await session.run_sync(lambda sync: parts.load(sync, [message]))
     return message
