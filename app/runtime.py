@@ -136,7 +136,7 @@ async def run_worker(
     """The delivery worker; ``wake_fd``: it is serve's child, woken through this pipe."""
     if wake_fd is not None:
         supervisor.die_with_parent()
-        supervisor.watch_pipe(wake_fd, worker.wake)
+        supervisor.watch_pipe(wake_fd, worker.wake, stop.set)
     elif rt.engine.dialect.name == "sqlite":
         # One worker per SQLite database: claims still held were left by a dead process.
         await release_claims(rt)

@@ -54,17 +54,27 @@ def pipe_waker(fd: int) -> Callable[[], None]:
     return wake
 
 
-def watch_pipe(fd: int, wake: Callable[[], None]) -> None:
-    """In the worker child: call ``wake`` whenever something comes down the pipe."""
+def watch_pipe(fd: int, wake: Callable[[], None], closed: Callable[[], None]) -> None:
+    """In the worker child: call ``wake`` whenever something comes down the pipe, and
+    ``closed`` once every writer is gone (serve and its SMTP children: the worker is an
+    orphan, e.g. serve was killed before the worker's parent-death signal was armed).
+    At the end of the pipe the descriptor stays readable: watched on, it would wake the
+    loop for ever (an orphaned worker was found spinning at 90% of a core)."""
     os.set_blocking(fd, False)
+    loop = asyncio.get_running_loop()
 
     def readable() -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(fd, 4096):
-                pass
-        wake()
+        try:
+            while chunk := os.read(fd, 4096):
+                del chunk
+        except BlockingIOError:
+            wake()  # drained: every writer may write again
+            return
+        loop.remove_reader(fd)  # read() gave b"": the end of the pipe
+        log.warning("serve is gone (its wake-up pipe closed); this worker stops")
+        closed()
 
-    asyncio.get_running_loop().add_reader(fd, readable)
+    loop.add_reader(fd, readable)
 
 
 def die_with_parent() -> None:
