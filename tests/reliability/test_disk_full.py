@@ -2,9 +2,9 @@
 RFC 3463 X.3.1), never 250, and nothing of the message stays behind; once space is free
 again, the next message is accepted.
 
-The SQLite database, or the tablespace of PostgreSQL's messages table, lives on a small
-tmpfs (mounting needs root: the tests skip without, except in CI where they must run); a
-file fills what is left of it.
+The SQLite database, or the tablespace of PostgreSQL's messages and message_parts tables
+(where large content goes), lives on a small tmpfs (mounting needs root: the tests skip
+without, except in CI where they must run); a file fills what is left of it.
 """
 
 from __future__ import annotations
@@ -96,8 +96,9 @@ def run_admin(url: str, *statements: str) -> None:
 @pytest.fixture
 def small_tablespace_database(postgres_url: str) -> Iterator[tuple[str, Path]]:
     """A database of its own (``<test database>_diskfull``), migrated, whose messages
-    table (with its TOAST table, where the content goes) lives in a tablespace on a tmpfs;
-    its URL and the tmpfs. The tablespace directory must be on the server's machine."""
+    table (with its TOAST table, where content goes) and message_parts table (where the
+    content of a large message goes, app.db.parts) live in a tablespace on a tmpfs; its
+    URL and the tmpfs. The tablespace directory must be on the server's machine."""
     url = make_url(postgres_url)
     try:
         server_user = pwd.getpwnam("postgres")
@@ -125,7 +126,8 @@ def small_tablespace_database(postgres_url: str) -> Iterator[tuple[str, Path]]:
             )
             try:
                 migrate.upgrade(database_url)
-                run_admin(database_url, f'ALTER TABLE messages SET TABLESPACE "{tablespace}"')
+                for table in ("messages", "message_parts"):
+                    run_admin(database_url, f'ALTER TABLE {table} SET TABLESPACE "{tablespace}"')
                 yield database_url, mountpoint
             finally:
                 run_admin(
