@@ -42,6 +42,7 @@ def writer(sqlite_template: Path, tmp_path: Path) -> Iterator[Engine]:
 
 
 def arrival(content: bytes | bytearray) -> Incoming:
+    """A message for shop@example.org, forwarded to me@inbox.example."""
     decision = Decision(
         Outcome.FORWARD, "test", matched_by=MatchKind.EXACT, destinations=("me@inbox.example",)
     )

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import parts
 from app.db.models import Message, MessagePart
-from app.routing import Decision, MatchKind, Outcome
 from app.routing.srs import Srs
 from app.services import queue
-from app.services.inbound import Accepted, Arrival, Incoming, Stored, store_all
+from app.services.inbound import Stored, store_all
 from tests.conftest import HOSTNAME
+from tests.db.test_blobs import arrival
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 # Three and a half parts of every octet value, CR and LF alone included.
@@ -23,19 +23,9 @@ LARGE = bytearray(bytes(range(256)) * (parts.PART_OCTETS * 7 // 2 // 256))
 SMALL = b"Subject: small\r\n\r\nbody\r\n"
 
 
-def incoming(content: bytes | bytearray) -> Incoming:
-    decision = Decision(
-        Outcome.FORWARD, "test", matched_by=MatchKind.EXACT, destinations=("me@inbox.example",)
-    )
-    return Incoming(
-        Arrival("q1", "192.0.2.7", "client.example", "a@sender.example", content, None),
-        [Accepted("shop@example.org", decision)],
-    )
-
-
 async def store(session: AsyncSession, *contents: bytes | bytearray) -> list[Stored]:
     srs = Srs("parts-test-secret-0123456789abcdef", HOSTNAME)
-    items = [incoming(content) for content in contents]
+    items = [arrival(content) for content in contents]
     stored = await session.run_sync(
         lambda sync: store_all(sync, items, srs=srs, queue_lifetime=timedelta(days=1), now=NOW)
     )
