@@ -17,7 +17,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.db.models import Message
 
 TABLE, COLUMN = "messages", "content"
 # Below this a content is bound and read as usual: SQLite's copies of it cost less than
@@ -49,3 +53,17 @@ def read(connection: sqlite3.Connection, rowids: Sequence[int]) -> dict[int, byt
         with connection.blobopen(TABLE, COLUMN, rowid, readonly=True) as blob:
             contents[rowid] = blob.read()
     return contents
+
+
+def load(session: Session, connection: sqlite3.Connection, messages: dict[int, Message]) -> None:
+    """Fill in the deferred content of ``messages`` (by id): the small ones in one query,
+    the large ones by incremental BLOB I/O, each straight into its bytes."""
+    large = {i for i, m in messages.items() if m.size >= INCREMENTAL_FROM}
+    small = [i for i in messages if i not in large]
+    contents = read(connection, sorted(large))
+    if small:
+        query = select(Message.id, Message.content).where(Message.id.in_(small))
+        for rowid, content in session.execute(query):
+            contents[rowid] = content
+    for rowid, content in contents.items():
+        set_committed_value(messages[rowid], "content", content)

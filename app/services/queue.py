@@ -8,7 +8,6 @@ process, which takes back every claim when it starts.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +16,6 @@ from typing import cast
 from sqlalchemy import Table, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import blobs, parts
 from app.db.models import Delivery, Message
@@ -142,26 +140,10 @@ def claim_in(
     deliveries = list(rows)
     messages = {d.message.id: d.message for d in deliveries}
     if sqlite is not None:
-        _load_contents(session, sqlite, messages)
+        blobs.load(session, sqlite, messages)  # deferred above
     else:
         parts.load(session, messages.values())  # those kept in parts (PostgreSQL)
     return deliveries
-
-
-def _load_contents(
-    session: Session, sqlite: sqlite3.Connection, messages: dict[int, Message]
-) -> None:
-    """The deferred content of ``messages``: the small ones in one query, the large ones
-    by incremental BLOB I/O (app.db.blobs), each straight into its bytes."""
-    large = {i for i, m in messages.items() if m.size >= blobs.INCREMENTAL_FROM}
-    small = [i for i in messages if i not in large]
-    contents = blobs.read(sqlite, sorted(large))
-    if small:
-        query = select(Message.id, Message.content).where(Message.id.in_(small))
-        for rowid, content in session.execute(query):
-            contents[rowid] = content
-    for rowid, content in contents.items():
-        set_committed_value(messages[rowid], "content", content)
 
 
 async def release_claims(session: AsyncSession, holder_prefix: str | None = None) -> int:
