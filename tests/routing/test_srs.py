@@ -174,3 +174,37 @@ def test_srs_is_srs_not_for_plain_addresses() -> None:
 
 def test_srs_is_srs_not_for_another_domain() -> None:
     assert not make_srs().is_srs(parse_address(FIRST_HOP_SRS0))
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 3, 5])
+def test_srs_reverse_refuses_a_hash_of_any_other_length(length: int) -> None:
+    srs = make_srs()
+    genuine = srs.forward("alice@sender.example")
+    real = genuine.split("=")[1]
+    forged = genuine.replace(f"={real}=", f"={(real * 2)[:length]}=", 1)
+    with pytest.raises(SrsInvalid, match="length|malformed"):
+        reverse(srs, forged)
+
+
+def test_srs_reverse_refuses_a_truncated_srs1_hash() -> None:
+    srs = make_srs()
+    genuine = srs.forward(FIRST_HOP_SRS0)
+    real = genuine.split("=")[1]
+    with pytest.raises(SrsInvalid):
+        reverse(srs, genuine.replace(f"SRS1={real}=", f"SRS1={real[:1]}=", 1))
+
+
+def test_srs_reverse_refuses_an_srs1_whose_first_hop_stamp_expired() -> None:
+    # Our hash is good, but the first hop's day stamp inside is 30 days old.
+    old = Srs("first-hop", "firsthop.example", clock=lambda: NOW - 30 * DAY)
+    srs = make_srs()
+    rewritten = srs.forward(old.forward("user@orig.example"))
+    with pytest.raises(SrsInvalid, match="expired"):
+        reverse(srs, rewritten)
+
+
+def test_srs_reverse_refuses_an_srs1_without_an_srs0_inside() -> None:
+    srs = make_srs()
+    digest = expected_hash("firsthop.example=garbage")
+    with pytest.raises(SrsInvalid):
+        reverse(srs, f"SRS1={digest}=firsthop.example==garbage@{HOST}")
