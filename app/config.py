@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     api_rate_limit: int = Field(default=600, ge=0)
     api_rate_burst: int = Field(default=120, ge=1)
     api_auth_failure_limit: int = Field(default=30, ge=0)
+    # Where mail for <postmaster> and postmaster@HOSTNAME goes (RFC 5321 4.5.1 requires
+    # a server to accept it): the operator's own address. Unset: such mail is refused.
+    postmaster: str | None = None
 
     @field_validator("smarthost")
     @classmethod
@@ -137,6 +140,16 @@ class Settings(BaseSettings):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
         return self
+
+    @field_validator("postmaster")
+    @classmethod
+    def _postmaster(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        local, at, domain = value.strip().rpartition("@")
+        if not at or not local or "." not in domain or any(c.isspace() for c in value.strip()):
+            raise ValueError("must be an email address such as postmaster@example.org")
+        return value.strip()
 
     @field_validator("database_url")
     @classmethod

@@ -39,7 +39,7 @@ from app.resolver import DnsResolver
 from app.routing.srs import Srs
 from app.services import activity, queue, server_state
 from app.smtp.handler import InboundConfig, InboundHandler
-from app.smtp.limits import Gate, SessionLimits
+from app.smtp.limits import Gate, PenaltyBox, SessionLimits
 from app.smtp.server import start_server, tls_context
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,7 @@ async def run_smtp(
     delivery attempt uses ``worker`` when it runs in this process, or a worker of its own
     that only does that."""
     s = rt.settings
+    penalty = PenaltyBox()
     handler = InboundHandler(
         rt.sessionmaker,
         await load_srs(rt),
@@ -182,11 +183,13 @@ async def run_smtp(
             hostname=s.hostname,
             queue_lifetime=s.queue_lifetime,
             inline_delivery_timeout=s.inline_delivery_timeout,
+            postmaster=s.postmaster,
         ),
         on_queued=on_queued,
         inline=worker or delivery_worker(rt),
         reader=rt.reader,
         transactions=rt.transactions,
+        penalty=penalty,
     )
     tls = (
         tls_context(s.tls_cert_file, s.tls_key_file) if s.tls_cert_file and s.tls_key_file else None
@@ -195,6 +198,7 @@ async def run_smtp(
         max_per_ip=s.max_connections_per_ip,
         max_total=s.max_connections,
         messages_per_minute=s.max_messages_per_ip,
+        penalty=penalty,
     )
     limits = SessionLimits(
         timeout=s.smtp_timeout, min_data_rate=s.smtp_min_data_rate, error_limit=s.smtp_error_limit
@@ -297,7 +301,7 @@ async def _run_api(rt: Runtime, stop: asyncio.Event, on_queued: Callable[[], Non
     # and SMTP children need not carry.
     from app.api.server import run_api
 
-    await run_api(rt.settings, rt.sessionmaker, rt.resolver, stop, on_queued)
+    await run_api(rt.settings, rt.sessionmaker, rt.resolver, stop, on_queued, await load_srs(rt))
 
 
 async def _stopping_all_on_error(part: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ratelimit import Clock, Rate
 from app.resolver import Resolver
+from app.routing.srs import Srs
 from app.services.destinations import MailIdentity
 
 
@@ -24,3 +25,7 @@ class ApiContext:
     token_rate: Rate | None = None
     auth_failure_rate: Rate | None = None
     clock: Clock = time.monotonic
+    # The server's own addresses, so /v1/route answers for them as RCPT does: SRS bounce
+    # addresses (None: routed like any other address) and where postmaster goes.
+    srs: Srs | None = None
+    postmaster: str | None = None

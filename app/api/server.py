@@ -14,6 +14,7 @@ from app.api.context import ApiContext
 from app.config import Settings
 from app.ratelimit import Rate
 from app.resolver import Resolver
+from app.routing.srs import Srs
 from app.services.destinations import MailIdentity
 
 
@@ -31,6 +32,7 @@ async def run_api(
     resolver: Resolver,
     stop: asyncio.Event,
     on_queued: Callable[[], None] | None = None,
+    srs: Srs | None = None,
 ) -> None:
     token_rate, auth_failure_rate = api_rates(s)
     context = ApiContext(
@@ -40,6 +42,8 @@ async def run_api(
         on_queued=on_queued,
         token_rate=token_rate,
         auth_failure_rate=auth_failure_rate,
+        srs=srs,
+        postmaster=s.postmaster,
     )
     config = uvicorn.Config(
         create_app(context),

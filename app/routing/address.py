@@ -7,6 +7,7 @@ their ASCII (A-label) form.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -17,6 +18,10 @@ from app.errors import InvalidAddress, InvalidDomain, InvalidLocalPart
 
 MAX_DOMAIN_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
 MAX_LOCAL_PART_OCTETS = 64  # RFC 5321 4.5.3.1.1
+# RFC 5321 4.1.2 Dot-string: atext (RFC 5322 3.2.3, with RFC 6531's UTF-8) between dots.
+_ATEXT = r"[^\x00-\x20\x7f\"(),.:;<>@\[\\\]]+"
+DOT_STRING = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_QUOTED_PAIR = re.compile(r"\\(.)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,25 @@ def parse_address(raw: str) -> Address:
     return Address(
         local=result.local_part, domain=result.ascii_domain.lower(), is_literal=is_literal
     )
+
+
+def forwardable_sender(sender: str) -> str:
+    """The envelope sender as we pass it on (rewritten by SRS, or as a DSN's recipient).
+
+    A quoted local part whose content is a Dot-string loses its quotes: RFC 5321 4.1.2
+    makes the two the same mailbox. Any other Quoted-string (``"a> X=Y"@example.org``)
+    raises InvalidAddress: inside an SRS address it would reach the next hop's MAIL FROM
+    unquoted, where ``>`` ends the path and the rest becomes parameters. RFC 5321 4.1.2
+    asks hosts not to define such mailboxes; refusing them costs nearly no one.
+    """
+    local, at, domain = sender.rpartition("@")
+    if not at or not local or not domain:
+        raise InvalidAddress(f"{sender!r} is not a full address (local-part@domain)")
+    if local.startswith('"') and local.endswith('"') and len(local) >= 2:
+        local = _QUOTED_PAIR.sub(r"\1", local[1:-1])
+    if not DOT_STRING.fullmatch(local):
+        raise InvalidAddress(f"{sender!r} has a local part that is not a plain dot-atom")
+    return f"{local}@{domain}"
 
 
 def normalize_domain(name: str) -> str:

@@ -37,6 +37,7 @@ class MatchKind(StrEnum):
     SUBADDRESS = "subaddress"
     CATCH_ALL = "catch_all"
     SRS = "srs"  # a bounce to one of our SRS addresses, returned to the original sender
+    POSTMASTER = "postmaster"  # <postmaster> or postmaster@ our host name (RFC 5321 4.5.1)
 
 
 class Refusal(StrEnum):
@@ -46,6 +47,8 @@ class Refusal(StrEnum):
     UNKNOWN_ADDRESS = "unknown_address"  # 550 5.1.1
     RULE_INACTIVE = "rule_inactive"  # 550 5.1.1, like an unknown address
     BAD_SRS = "bad_srs"  # a forged or expired bounce address of ours: 550 5.1.1
+    SRS_NOT_BOUNCE = "srs_not_bounce"  # our bounce address, from a sender not <>: 550 5.7.1
+    NO_POSTMASTER = "no_postmaster"  # postmaster, with no operator address set: 550 5.1.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +127,20 @@ def resolve_route(address: Address, domain: DomainView | None, now: datetime) ->
     )
 
 
-def resolve_srs_bounce(address: Address, srs: Srs) -> Decision:
-    """Mail to an SRS address of ours: a bounce, relayed back to the sender it encodes."""
+def resolve_srs_bounce(address: Address, srs: Srs, sender: str) -> Decision:
+    """Mail to an SRS address of ours: a bounce, relayed back to the sender it encodes.
+
+    Only from the null sender: bounces (RFC 5321 4.5.5), DSNs (RFC 3464) and automatic
+    replies (RFC 3834 3.3) all come from <>. Anything else sent to a real SRS address
+    (every destination sees it as Return-Path) would have us relay any sender's content
+    to the original sender for as long as the address is valid.
+    """
+    if sender:
+        return Decision(
+            Outcome.REFUSE,
+            f"{address} is a bounce address: only mail from the null sender <> goes to it",
+            refusal=Refusal.SRS_NOT_BOUNCE,
+        )
     try:
         original = srs.reverse(address)
     except SrsInvalid as exc:
@@ -139,6 +154,23 @@ def resolve_srs_bounce(address: Address, srs: Srs) -> Decision:
         f"mail for {address} is returned to the original sender {original}",
         matched_by=MatchKind.SRS,
         destinations=(original,),
+    )
+
+
+def resolve_postmaster(address: Address, postmaster: str | None) -> Decision:
+    """Mail for the server's own postmaster (RFC 5321 4.5.1: it MUST be accepted), which
+    goes to the operator's address."""
+    if not postmaster:
+        return Decision(
+            Outcome.REFUSE,
+            f"{address} has no operator address to go to (MAILROUTE_POSTMASTER is not set)",
+            refusal=Refusal.NO_POSTMASTER,
+        )
+    return Decision(
+        Outcome.FORWARD,
+        f"mail for {address} is forwarded to the operator, {postmaster}",
+        matched_by=MatchKind.POSTMASTER,
+        destinations=(postmaster,),
     )
 
 

@@ -24,8 +24,10 @@ from app.routing import (
     parse_address,
     resolve_route,
 )
-from app.routing.decision import resolve_srs_bounce
+from app.routing.decision import resolve_postmaster, resolve_srs_bounce
 from app.routing.srs import Srs
+
+POSTMASTER = "postmaster"
 
 
 def destination_views(destinations: Iterable[Destination]) -> tuple[DestinationView, ...]:
@@ -128,10 +130,18 @@ async def load_domain_view(session: AsyncSession, address: Address) -> DomainVie
 
 
 async def route(
-    session: AsyncSession, raw_address: str, now: datetime | None = None, srs: Srs | None = None
+    session: AsyncSession,
+    raw_address: str,
+    now: datetime | None = None,
+    srs: Srs | None = None,
+    *,
+    sender: str = "",
+    postmaster: str | None = None,
 ) -> tuple[Address, Decision]:
     """What happens to mail for ``raw_address``, as the API asks it."""
-    return await route_with(SessionRows(session), raw_address, now, srs)
+    return await route_with(
+        SessionRows(session), raw_address, now, srs, sender=sender, postmaster=postmaster
+    )
 
 
 class Rows(Protocol):
@@ -148,13 +158,30 @@ class SessionRows:
 
 
 async def route_with(
-    source: Rows, raw_address: str, now: datetime | None = None, srs: Srs | None = None
+    source: Rows,
+    raw_address: str,
+    now: datetime | None = None,
+    srs: Srs | None = None,
+    *,
+    sender: str = "",
+    postmaster: str | None = None,
 ) -> tuple[Address, Decision]:
-    """What happens to mail for ``raw_address``, with the rules read from ``source`` (an
-    app.db.reader.Reader on the SMTP server's RCPT path)."""
+    """What happens to mail for ``raw_address`` from ``sender`` ("" for <>), with the rules
+    read from ``source`` (an app.db.reader.Reader on the SMTP server's RCPT path).
+
+    With ``srs`` (whose domain is our host name) the server's own addresses are routed
+    too: its SRS bounce addresses, and its postmaster to ``postmaster``.
+    """
+    if srs is not None and raw_address.strip().lower() == POSTMASTER:
+        # RFC 5321 4.5.1: "<Postmaster>" without a domain, any case.
+        address = Address(POSTMASTER, srs.domain)
+        return address, resolve_postmaster(address, postmaster)
     address = parse_address(raw_address)
-    if srs is not None and srs.is_srs(address):
-        return address, resolve_srs_bounce(address, srs)
+    if srs is not None and address.domain == srs.domain:
+        if srs.is_srs(address):
+            return address, resolve_srs_bounce(address, srs, sender)
+        if address.key == POSTMASTER:
+            return address, resolve_postmaster(address, postmaster)
     if address.is_literal:
         return address, resolve_route(address, None, now or utcnow())
     domain = domain_view(await source.rows(DOMAIN_VIEW, domain_view_parameters(address)))

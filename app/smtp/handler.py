@@ -26,9 +26,12 @@ from app.db.reader import Reader, SessionReader
 from app.db.types import utcnow
 from app.errors import InvalidAddress
 from app.routing import Decision, Refusal
+from app.routing.address import forwardable_sender
 from app.routing.srs import Srs
 from app.services import activity, inbound, routes
 from app.smtp import replies
+from app.smtp.limits import PenaltyBox
+from app.smtp.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ class InboundConfig:
     hostname: str
     queue_lifetime: timedelta
     inline_delivery_timeout: float = 0.0  # 0: queue only
+    postmaster: str | None = None  # where <postmaster> goes (RFC 5321 4.5.1)
+    refusals_per_minute: int = 10  # refused recipients logged one by one, per client
 
 
 class InlineResult(Protocol):
@@ -76,6 +81,10 @@ def refusal_reply(address: str, decision: Decision) -> str:
         return replies.S550_RELAY_DENIED.format(domain=address.rpartition("@")[2] or address)
     if decision.refusal is Refusal.BAD_SRS:
         return replies.S550_BAD_SRS.format(address=address)
+    if decision.refusal is Refusal.SRS_NOT_BOUNCE:
+        return replies.S550_SRS_NOT_BOUNCE.format(address=address)
+    if decision.refusal is Refusal.NO_POSTMASTER:
+        return replies.S550_NO_POSTMASTER.format(address=address)
     return replies.S550_UNKNOWN_ADDRESS.format(address=address)
 
 
@@ -100,6 +109,7 @@ class InboundHandler:
         inline: InlineDelivery | None = None,
         reader: Reader | None = None,
         transactions: Transactions | None = None,
+        penalty: PenaltyBox | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         # RCPT only reads: through a reader, it need not queue behind the writer.
@@ -108,6 +118,9 @@ class InboundHandler:
         self.commits = GroupCommit(transactions, self._store)
         self.refusals = GroupCommit(transactions, _write_log_rows)
         self._logging: set[asyncio.Future[None]] = set()
+        self.refusal_log = RefusalLog(self._log_refusal, per_minute=config.refusals_per_minute)
+        # Shared with the Gate, which turns boxed addresses away (app.smtp.limits).
+        self.penalty = penalty
         self.srs = srs
         self.config = config
         self.on_queued = on_queued
@@ -126,10 +139,16 @@ class InboundHandler:
         # Control characters never get here: MailrouteSMTP refuses them (501 5.1.7).
         if len(address.encode("utf-8", "surrogateescape")) > MAX_PATH_OCTETS:
             return replies.S501_SENDER_TOO_LONG
+        sender = "" if address == "<>" else address
+        if sender:
+            try:
+                sender = forwardable_sender(sender)
+            except InvalidAddress:
+                return replies.S553_SENDER_NOT_FORWARDABLE
         # aiosmtpd keeps "<>" as the sender (its own checks need a non-empty one).
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        envelope.transaction = Transaction("" if address == "<>" else address)
+        envelope.transaction = Transaction(sender)
         return replies.S250_SENDER_OK
 
     async def handle_RCPT(
@@ -140,7 +159,13 @@ class InboundHandler:
             return replies.S452_TOO_MANY_RECIPIENTS
         peer = _peer_ip(session)
         try:
-            _parsed, decision = await routes.route_with(self.reader, address, srs=self.srs)
+            _parsed, decision = await routes.route_with(
+                self.reader,
+                address,
+                srs=self.srs,
+                sender=transaction.mail_from,
+                postmaster=self.config.postmaster,
+            )
         except InvalidAddress:
             return replies.S501_BAD_ADDRESS
         except DATABASE_ERRORS as exc:
@@ -150,7 +175,11 @@ class InboundHandler:
             return replies.S451_TEMPORARY_FAILURE
         if not decision.accepted:
             log.info("RCPT %s from %s refused: %s", address, peer, decision.refusal)
-            self._log_refusal(
+            if decision.refusal is Refusal.BAD_SRS and self.penalty is not None and peer:
+                # Each forged bounce address is a guess at our SRS hash (app.smtp.limits).
+                if self.penalty.strike(peer):
+                    log.warning("%s: in the penalty box (forged SRS addresses)", peer)
+            self.refusal_log.refused(
                 activity.row(
                     activity.Envelope(peer, transaction.mail_from),
                     status=activity.REJECTED,
@@ -243,6 +272,7 @@ class InboundHandler:
 
     async def drain(self) -> None:
         """Wait until the refusals logged so far are written (the server is stopping)."""
+        self.refusal_log.flush()
         while self._logging:
             await asyncio.gather(*self._logging, return_exceptions=True)
 

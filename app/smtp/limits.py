@@ -11,9 +11,11 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import TypeVar
 
 from app.ratelimit import Clock, Rate, RateLimiter
 from app.smtp.replies import (
+    S421_PENALTY,
     S421_SHUTTING_DOWN,
     S421_TOO_MANY_CONNECTIONS,
     S421_TOO_MANY_FROM_YOU,
@@ -35,13 +37,72 @@ class SessionLimits:
 
 
 DEFAULT_LIMITS = SessionLimits()
+_T = TypeVar("_T")
+
+
+class PenaltyBox:
+    """Client addresses caught guessing, after Postfix's postscreen: ``strikes`` offences
+    (forged or expired SRS addresses) within ``window`` seconds put an address in the box
+    for ``duration`` seconds, during which its sessions hear 421 4.7.0.
+
+    A 4-character SRS hash compared case-insensitively is one of about 2^21 values: at 5
+    guesses per ``window`` and then an hour's wait, one address makes about 5 guesses an
+    hour (README, Security and reliability). Memory is bounded: at most ``max_tracked``
+    addresses, the oldest forgotten first.
+    """
+
+    def __init__(
+        self,
+        *,
+        strikes: int = 5,
+        window: float = 600.0,
+        duration: float = 3600.0,
+        max_tracked: int = 100_000,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.strikes = strikes
+        self.window = window
+        self.duration = duration
+        self._max_tracked = max_tracked
+        self._clock = clock
+        self._offences: dict[str, list[float]] = {}
+        self._boxed: dict[str, float] = {}  # address -> until
+
+    def strike(self, ip: str) -> bool:
+        """Count one offence from ``ip``; True when it is (now) in the box."""
+        now = self._clock()
+        if self.is_boxed(ip):
+            return True
+        recent = [t for t in self._offences.pop(ip, ()) if now - t < self.window]
+        recent.append(now)
+        if len(recent) >= self.strikes:
+            self._remember(self._boxed, ip, now + self.duration)
+            return True
+        self._remember(self._offences, ip, recent)
+        return False
+
+    def is_boxed(self, ip: str) -> bool:
+        until = self._boxed.get(ip)
+        if until is None:
+            return False
+        if self._clock() < until:
+            return True
+        del self._boxed[ip]
+        return False
+
+    def _remember(self, table: dict[str, _T], ip: str, value: _T) -> None:
+        table.pop(ip, None)
+        table[ip] = value  # dicts keep insertion order: the first key is the oldest
+        while len(table) > self._max_tracked:
+            del table[next(iter(table))]
 
 
 class Gate:
     """Who may open a session and send mail: nobody while draining for shutdown (421 4.3.2);
-    no more than ``max_per_ip`` sessions at once from one address, ``max_total`` in all
-    (421); no more than ``messages_per_minute`` MAIL commands from one address (0: no
-    limit), as a token bucket that holds a minute's worth. Sessions already open finish
+    no address in the ``penalty`` box (421 4.7.0); no more than ``max_per_ip`` sessions at
+    once from one address, ``max_total`` in all (421); no more than
+    ``messages_per_minute`` MAIL commands from one address (0: no limit), as a token
+    bucket that holds a minute's worth. Sessions already open finish
     what they are doing."""
 
     def __init__(
@@ -50,9 +111,11 @@ class Gate:
         max_per_ip: int | None = None,
         max_total: int | None = None,
         messages_per_minute: int = 0,
+        penalty: PenaltyBox | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.draining = False
+        self.penalty = penalty
         self.max_per_ip = max_per_ip
         self.max_total = max_total
         self.active = 0
@@ -69,6 +132,8 @@ class Gate:
         """None, and the session counted; or the reply that turns it away."""
         if self.draining:
             return S421_SHUTTING_DOWN
+        if self.penalty is not None and self.penalty.is_boxed(ip):
+            return S421_PENALTY
         if self.max_total is not None and self.active >= self.max_total:
             return S421_TOO_MANY_CONNECTIONS
         if self.max_per_ip is not None and self._per_ip[ip] >= self.max_per_ip:

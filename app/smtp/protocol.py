@@ -294,7 +294,19 @@ class MailrouteSMTP(SMTP):
         if ready and self._malformed_path(arg, "TO:"):
             await self.push(replies.S501_BAD_ADDRESS)
             return
-        await super().smtp_RCPT(arg)
+        if not self._penalized():
+            await super().smtp_RCPT(arg)
+        self._penalized()  # this recipient may have been the last guess allowed
+
+    def _penalized(self) -> bool:
+        """Whether the client is in the penalty box (a forged SRS address too many, in this
+        session or another): then it hears 421 4.7.0 and the session ends."""
+        penalty = self._gate.penalty if self._gate is not None else None
+        ip = self._counted_ip
+        if penalty is None or ip is None or not penalty.is_boxed(ip):
+            return False
+        self._hang_up(replies.S421_PENALTY)
+        return True
 
     def _malformed_path(self, arg: str | None, keyword: str) -> bool:
         path = self._strip_command_keyword(keyword, arg) if arg else None

@@ -19,6 +19,20 @@ S550_UNKNOWN_ADDRESS = "550 5.1.1 <{address}>: Recipient address rejected: no su
 S550_BAD_SRS = (
     "550 5.1.1 <{address}>: Recipient address rejected: invalid or expired bounce address"
 )
+# RFC 3463 X.7.1 (delivery not authorized): our SRS addresses take bounces only, which
+# come from <> (RFC 5321 4.5.5, RFC 3464, RFC 3834 3.3).
+S550_SRS_NOT_BOUNCE = (
+    "550 5.7.1 <{address}>: Recipient address rejected: "
+    "a bounce address, only for mail from the null sender <>"
+)
+S550_NO_POSTMASTER = (
+    "550 5.1.1 <{address}>: Recipient address rejected: no postmaster is configured"
+)
+# RFC 5321 4.1.2: a Quoted-string local part that is not a Dot-string could not be passed
+# on safely inside our SRS address; RFC 3463 X.1.7, bad sender mailbox syntax.
+S553_SENDER_NOT_FORWARDABLE = (
+    "553 5.1.7 Sender address rejected: only plain local-part@domain senders are accepted"
+)
 # Postfix's wording and codes for an address that does not parse (RFC 3463 X.1.3, X.1.7).
 S501_BAD_ADDRESS = "501 5.1.3 Bad recipient address syntax"
 # Also a sender with a control character (aiosmtpd splits command lines at LF only, so a
@@ -51,6 +65,8 @@ S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 # Connection limits (RFC 5321 3.8, as Postfix's anvil): the client should come back later.
 S421_TOO_MANY_FROM_YOU = "421 4.7.0 Too many connections from your address, try again later"
 S421_TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
+# The penalty box (app.smtp.limits.PenaltyBox): too many forged bounce addresses.
+S421_PENALTY = "421 4.7.0 Too many invalid bounce addresses from your address, try again later"
 # Session limits (app.smtp.limits), worded as Postfix's smtpd. RFC 5321 3.8: a 421 names
 # the server, and the server closes the connection after it.
 S421_TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"

@@ -214,3 +214,29 @@ async def test_srs_garbled_address_refused_at_rcpt(mailroute: Mailroute) -> None
     sending = await mailroute.send("", [garbled], message("", garbled, "Garbled bounce"))
 
     assert sending.rcpt == [replies.S550_BAD_SRS.format(address=garbled)]
+
+
+async def test_srs_genuine_address_from_a_sender_refused_at_rcpt(
+    mailroute: Mailroute, postfix: Postfix
+) -> None:
+    # A real SRS address is public (every destination sees it as Return-Path): used by
+    # anyone but the null sender, it would relay their mail to the original sender.
+    genuine = mailroute.srs.forward(postfix.mailbox("srs-target"))
+    spam = message("spammer@spam.example", genuine, "Not a bounce")
+
+    sending = await mailroute.send("spammer@spam.example", [genuine], spam)
+
+    assert sending.rcpt == [replies.S550_SRS_NOT_BOUNCE.format(address=genuine)]
+    assert (await mailroute.stored_messages(), await mailroute.deliveries()) == (0, [])
+
+
+@pytest.mark.parametrize("length", [1, 2, 3])
+async def test_srs_truncated_hash_refused_at_rcpt(mailroute: Mailroute, length: int) -> None:
+    genuine = mailroute.srs.forward("victim@victim.example")
+    _srs0, hash_, rest = genuine.split("=", 2)
+    forged = f"SRS0={hash_[:length]}={rest}"
+
+    sending = await mailroute.send("", [forged], message("", forged, "Forged bounce"))
+
+    assert sending.rcpt == [replies.S550_BAD_SRS.format(address=forged)]
+    assert (await mailroute.stored_messages(), await mailroute.deliveries()) == (0, [])

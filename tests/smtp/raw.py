@@ -39,8 +39,12 @@ class RawSmtp:
     raw_lines: list[bytes] = field(default_factory=list)  # every line received, as sent
 
     @classmethod
-    def connect(cls, host: str, port: int, timeout: float = TIMEOUT) -> RawSmtp:
-        return cls(socket.create_connection((host, port), timeout=timeout))
+    def connect(
+        cls, host: str, port: int, timeout: float = TIMEOUT, source: str | None = None
+    ) -> RawSmtp:
+        """``source``: the loopback address to connect from (127.0.0.x), to be another client."""
+        source_address = (source, 0) if source else None
+        return cls(socket.create_connection((host, port), timeout, source_address))
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -97,9 +101,11 @@ class RawSmtp:
         return line
 
 
-def greeted(host: str, port: int, helo: bytes | None = b"EHLO client.example") -> RawSmtp:
+def greeted(
+    host: str, port: int, helo: bytes | None = b"EHLO client.example", source: str | None = None
+) -> RawSmtp:
     """A connection past the 220 greeting and (unless ``helo`` is None) EHLO."""
-    client = RawSmtp.connect(host, port)
+    client = RawSmtp.connect(host, port, source=source)
     greeting = client.reply()
     assert greeting.code == 220, greeting
     if helo is not None:

@@ -83,9 +83,10 @@ TRICKS: dict[str, tuple[str, str]] = {
     "trailing_dot_ours": ("<shop@example.org.>", replies.S501_BAD_ADDRESS),
     "trailing_dot_foreign": ("<user@foreign.example.>", replies.S501_BAD_ADDRESS),
     "unknown_on_ours_mixed_case": ("<NoBody@ExAmple.ORG>", unknown("NoBody@ExAmple.ORG")),
-    "forged_srs": (
+    # Our bounce addresses take mail from <> only (tests/smtp/test_srs_relay.py).
+    "srs_from_a_sender": (
         "<SRS0=abcd=XY=foreign.example=user@mx.mailroute.example>",
-        replies.S550_BAD_SRS.format(
+        replies.S550_SRS_NOT_BOUNCE.format(
             address="SRS0=abcd=XY=foreign.example=user@mx.mailroute.example"
         ),
     ),
@@ -121,10 +122,12 @@ async def inactive(routed: None, sessionmaker: Sessionmaker) -> dict[str, str]:
     return {name: f"{key}@example.org" for name, key in keys.items()}
 
 
-def transaction(live: LiveSmtp, rcpt: str, body: bytes = BODY) -> list[Reply]:
+def transaction(
+    live: LiveSmtp, rcpt: str, body: bytes = BODY, sender: bytes = SENDER
+) -> list[Reply]:
     """MAIL, one RCPT with ``rcpt`` verbatim, DATA (and the message if DATA got 354)."""
     with greeted(live.host, live.port) as client:
-        answers = [client.command(SENDER), client.command(b"RCPT TO:" + rcpt.encode())]
+        answers = [client.command(sender), client.command(b"RCPT TO:" + rcpt.encode())]
         answers.append(client.command(b"DATA"))
         if answers[-1].code == 354:
             client.send(body + b".\r\n")
@@ -178,7 +181,8 @@ async def test_relay_inactive_address_refused_and_nothing_queued(
     address: Callable[[dict[str, str]], str],
 ) -> None:
     rcpt = address(inactive)
-    answers = await in_thread(transaction, smtp_server, f"<{rcpt}>")
+    sender = b"MAIL FROM:<>" if rcpt.startswith("SRS0=") else SENDER  # a bounce
+    answers = await in_thread(transaction, smtp_server, f"<{rcpt}>", BODY, sender)
     expected = replies.S550_BAD_SRS if rcpt.startswith("SRS0=") else replies.S550_UNKNOWN_ADDRESS
     assert whole(answers[1]) == expected.format(address=rcpt)
     await assert_nothing_queued(sessionmaker)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import SessionDep
+from app.api.deps import ContextDep, SessionDep
 from app.api.schemas.route import MatchedRule, RoutePublic
 from app.routing import CATCH_ALL_KEY, RuleKind
 from app.services import routes
@@ -18,9 +18,20 @@ async def explain_route(
         str, Query(min_length=1, max_length=512, examples=["shop+news@example.org"])
     ],
     session: SessionDep,
+    context: ContextDep,
+    sender: Annotated[
+        str,
+        Query(
+            max_length=512,
+            description="The envelope sender (MAIL FROM); empty for the null sender <>, "
+            "as bounces have. Only the server's SRS bounce addresses depend on it.",
+        ),
+    ] = "",
 ) -> RoutePublic:
     """What would happen to mail for ``address``: the same decision the SMTP server makes."""
-    parsed, decision = await routes.route(session, address)
+    parsed, decision = await routes.route(
+        session, address, srs=context.srs, sender=sender, postmaster=context.postmaster
+    )
     rule = None
     if decision.rule is not None:
         local = "*" if decision.rule.local_part == CATCH_ALL_KEY else decision.rule.local_part
@@ -32,9 +43,9 @@ async def explain_route(
     return RoutePublic(
         address=str(parsed),
         outcome=decision.outcome.value,
-        matched_by=decision.matched_by.value if decision.matched_by else None,
+        matched_by=decision.matched_by,
         rule=rule,
         destinations=list(decision.destinations),
-        refusal=decision.refusal.value if decision.refusal else None,
+        refusal=decision.refusal,
         explanation=decision.explanation,
     )

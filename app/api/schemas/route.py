@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.routing import MatchKind, Refusal
+
 
 class MatchedRule(BaseModel):
     type: Literal["alias", "catch_all"]
@@ -14,10 +16,10 @@ class MatchedRule(BaseModel):
 class RoutePublic(BaseModel):
     address: str = Field(description="The address as routed (domain in ASCII)")
     outcome: Literal["forward", "drop", "refuse"]
-    matched_by: Literal["exact", "subaddress", "catch_all", "srs"] | None
+    matched_by: MatchKind | None
     rule: MatchedRule | None
     destinations: list[str]
-    refusal: Literal["domain_not_served", "unknown_address", "rule_inactive", "bad_srs"] | None
+    refusal: Refusal | None
     explanation: str
 
     model_config = ConfigDict(
