@@ -175,6 +175,11 @@ async def run_smtp(
     delivery attempt uses ``worker`` when it runs in this process, or a worker of its own
     that only does that."""
     s = rt.settings
+    if not s.postmaster:
+        log.warning(
+            "MAILROUTE_POSTMASTER is not set: mail for <postmaster> is refused, "
+            "though RFC 5321 4.5.1 requires a server to take it"
+        )
     penalty = PenaltyBox()
     handler = InboundHandler(
         rt.sessionmaker,
