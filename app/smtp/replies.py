@@ -19,6 +19,12 @@ S550_UNKNOWN_ADDRESS = "550 5.1.1 <{address}>: Recipient address rejected: no su
 S550_BAD_SRS = (
     "550 5.1.1 <{address}>: Recipient address rejected: invalid or expired bounce address"
 )
+# After DATA, when every recipient's rule was disabled, expired or used up (max_messages)
+# since RCPT accepted it: the answer RCPT would now give (550 5.1.1, RFC 3463 X.1.1), for
+# the whole message. Not X.2.2 "mailbox full": that is a quota that may clear (Postfix
+# answers it with 452 4.2.2), and the client would retry for days; a used-up alias stays
+# used up, and like RCPT we do not tell a stranger that it existed.
+S550_NO_RECIPIENT_LEFT = "550 5.1.1 Recipient address rejected: no such address"
 # Postfix's wording and codes for an address that does not parse (RFC 3463 X.1.3, X.1.7).
 S501_BAD_ADDRESS = "501 5.1.3 Bad recipient address syntax"
 # Also a sender with a control character (aiosmtpd splits command lines at LF only, so a
