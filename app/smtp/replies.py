@@ -39,6 +39,9 @@ S452_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 # Never a 5xx and never an accept when we cannot decide: the client will retry.
 S451_TEMPORARY_FAILURE = "451 4.3.0 Temporary local problem; please try again later"
 S452_STORAGE = "452 4.3.1 Insufficient system storage; please try again later"
+# RFC 5321 4.2.5 and RFC 3463 X.3.1: the messages in transit fill the memory set aside
+# for them (app.smtp.limits.MemoryBudget), at DATA or at the end of the text.
+S452_NO_ROOM = "452 4.3.1 Insufficient system storage: too much mail in transit, try again later"
 # RFC 5321 2.3.8: CR and LF only as CRLF. A bare one is how SMTP smuggling hides an
 # end-of-data from one server and not another; Postfix 3.9 smtpd_forbid_bare_newline=reject
 # answers this with 550 5.5.2. We refuse rather than repair: content stays untouched.
