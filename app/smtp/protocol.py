@@ -357,13 +357,14 @@ class MailrouteSMTP(SMTP):
                 await self._answer(text)
         finally:
             self._receiving = False
-            self._hold(0)
+            self._budget.resize(self._held, 0)
+            self._held = 0
             self._restart_timer()
 
     def _hold(self, octets: int) -> bool:
-        """Hold ``octets`` of the memory budget (at least DATA_RESERVE while receiving, 0
-        to give all back); False when there is not enough room."""
-        wanted = max(octets, DATA_RESERVE) if octets else 0
+        """Hold ``octets`` of the memory budget, at least DATA_RESERVE; False, and the hold
+        unchanged, when there is not enough room."""
+        wanted = max(octets, DATA_RESERVE)
         if not self._budget.resize(self._held, wanted):
             return False
         self._held = wanted
@@ -386,7 +387,8 @@ class MailrouteSMTP(SMTP):
                 if text.refusal is None and not self._hold(len(text.content)):
                     log.warning("%s: message dropped: the memory budget is spent", self._peer())
                     text.refuse(Refusal.NO_ROOM)
-                    self._hold(DATA_RESERVE)
+                if text.refusal is not None:
+                    self._hold(DATA_RESERVE)  # a refused text is no longer kept
         except asyncio.IncompleteReadError:
             log.info("%s: connection closed during DATA", self._peer())
             return None
