@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=300.0, gt=0, le=3600)
     smtp_min_data_rate: int = Field(default=500, ge=0)
     smtp_error_limit: int = Field(default=20, ge=1)
+    # Octets of message text all SMTP sessions of one process may hold in memory at once;
+    # past it DATA hears 452 4.3.1 (app.smtp.limits.MemoryBudget).
+    max_inflight_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     # API rate limits, kept in each node's memory: requests per minute per token, with a
     # burst, and failed authentications per minute per client address. 0 turns one off.
     api_rate_limit: int = Field(default=600, ge=0)
@@ -150,6 +153,12 @@ class Settings(BaseSettings):
         if not at or not local or "." not in domain or any(c.isspace() for c in value.strip()):
             raise ValueError("must be an email address such as postmaster@example.org")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _budget_holds_a_message(self) -> Settings:
+        if self.max_inflight_bytes < self.max_message_size:
+            raise ValueError("MAX_INFLIGHT_BYTES must be at least MAX_MESSAGE_SIZE")
+        return self
 
     @field_validator("database_url")
     @classmethod

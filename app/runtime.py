@@ -39,7 +39,7 @@ from app.resolver import DnsResolver
 from app.routing.srs import Srs
 from app.services import activity, queue, server_state
 from app.smtp.handler import InboundConfig, InboundHandler
-from app.smtp.limits import Gate, PenaltyBox, SessionLimits
+from app.smtp.limits import Gate, MemoryBudget, PenaltyBox, SessionLimits
 from app.smtp.server import start_server, tls_context
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,7 @@ async def run_smtp(
         tls=tls,
         gate=gate,
         limits=limits,
+        budget=MemoryBudget(s.max_inflight_bytes),
         reuse_port=s.smtp_process_count > 1 and supervisor.reuse_port_supported(),
     )
     log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)

@@ -9,7 +9,11 @@ app.db.reader, on connections of their own that WAL lets read beside the writer.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +31,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 LOCK_POLL_FIRST = 0.0001  # seconds between the first tries of a busy write lock
@@ -47,7 +53,7 @@ def create_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -
             {"pool_size": 10, "max_overflow": 10} if pooled else {"poolclass": NullPool}
         )
         return create_async_engine(url, pool_pre_ping=True, **kwargs)
-    _ensure_parent_directory(url)
+    prepare_sqlite_files(url)
     # One connection: the process's writers queue here, not in SQLite's busy handler.
     kwargs = {"pool_size": 1, "max_overflow": 0} if pooled else {"poolclass": NullPool}
     engine = create_async_engine(url, **kwargs)
@@ -57,6 +63,7 @@ def create_engine(url: str, *, foreign_keys: bool = True, pooled: bool = True) -
 
 def create_sqlite_reader(url: str) -> Engine:
     """A synchronous, read-only engine on the SQLite database at ``url`` (see app.db.reader)."""
+    prepare_sqlite_files(url)
     engine = sa_create_engine(make_url(url).set(drivername="sqlite+pysqlite"))
     _tune_sqlite(engine, foreign_keys=True, read_only=True)
     return engine
@@ -65,6 +72,7 @@ def create_sqlite_reader(url: str) -> Engine:
 def create_sqlite_writer(url: str) -> Engine:
     """A synchronous engine of one connection on the SQLite database at ``url``, tuned as
     the async one, for the SMTP server's group commit (app.db.group_commit)."""
+    prepare_sqlite_files(url)
     engine = sa_create_engine(
         make_url(url).set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0
     )
@@ -72,10 +80,47 @@ def create_sqlite_writer(url: str) -> Engine:
     return engine
 
 
-def _ensure_parent_directory(url: str) -> None:
+# The database holds queued mail and the SRS secret: for its owner alone.
+PRIVATE_DIRECTORY = 0o700
+PRIVATE_FILE = 0o600
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def prepare_sqlite_files(url: str) -> None:
+    """Create the database's directory (0700) and file (0600) before SQLite opens it, and
+    tighten the modes of the files a former version left readable. SQLite's unix VFS
+    creates the -wal, -shm and -journal files with the database file's mode (its
+    findCreateFileMode), so an 0600 database keeps them 0600 too. A directory that exists
+    is not changed (it may be shared, such as /tmp); a warning says when others can read
+    it."""
     database = make_url(url).database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    directory = path.parent
+    if not directory.exists():
+        directory.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+        directory.chmod(PRIVATE_DIRECTORY)  # mkdir's mode passes through the umask
+    elif directory.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO) and not _is_sticky(directory):
+        log.warning("%s is open to other users; mailroute needs it for itself alone", directory)
+    # An empty file, which SQLite takes for a new database; another process may have
+    # made it first.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
+    for suffix in SQLITE_COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        try:
+            if companion.stat().st_mode & 0o777 != PRIVATE_FILE:
+                companion.chmod(PRIVATE_FILE)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            log.warning("%s is not ours to make private (mode 0600)", companion)
+
+
+def _is_sticky(directory: Path) -> bool:
+    """/tmp and its like: shared by design, each user's files their own."""
+    return bool(directory.stat().st_mode & stat.S_ISVTX)
 
 
 def _tune_sqlite(

@@ -3,21 +3,23 @@ destination, in the caller's unit of work (the SMTP server commits before it ans
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, update
+from sqlalchemy import Table, bindparam, func, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from app.db import blobs, parts
-from app.db.models import Delivery, Message, Rule
+from app.db.models import Delivery, Message
 from app.routing import CATCH_ALL_KEY, Decision, MatchKind, Outcome
 from app.routing.srs import Srs
-from app.services import activity
+from app.services import activity, rule_use
+
+# Why a recipient accepted at RCPT got nothing: its rule changed before the message came.
+GONE_SINCE_RCPT = "the rule was disabled, expired or reached its message limit after RCPT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,13 @@ class Stored:
     message_id: int | None = None  # the row; None when every recipient dropped the mail
     delivery_ids: list[int] = field(default_factory=list)
     dropped: int = 0
+    # Recipients whose rule was disabled, expired or used up between RCPT and storing.
+    refused: int = 0
+
+    @property
+    def refused_by_all(self) -> bool:
+        """Nothing was taken for any recipient: the message must be refused, not 250."""
+        return self.message_id is None and self.dropped == 0 and self.refused > 0
 
 
 def rule_label(decision: Decision, domain: str) -> str | None:
@@ -72,7 +81,8 @@ async def store(
     queue_lifetime: timedelta,
     now: datetime,
 ) -> Stored:
-    """Store ``arrival`` for its forwarding recipients; log the drops; count rule use."""
+    """Store ``arrival`` for its forwarding recipients; log the drops; count rule use
+    (recipients whose rule can no longer take it get nothing: Stored.refused)."""
     items = [Incoming(arrival, recipients)]
     (stored,) = await session.run_sync(
         lambda sync: store_all(sync, items, srs=srs, queue_lifetime=queue_lifetime, now=now)
@@ -93,17 +103,14 @@ def store_all(
     Synchronous, so that on SQLite the whole batch runs in the database's thread in one
     go (app.db.group_commit); async callers use AsyncSession.run_sync."""
     results = [Stored() for _ in incoming]
-    rule_uses: Counter[int] = Counter()
+    wanted = [{a.decision.rule.id for a in item.recipients if a.decision.rule} for item in incoming]
+    taken = rule_use.reserve(session, wanted, now)
     kept: list[tuple[int, dict[str, tuple[Accepted, str, str]]]] = []
     for index, item in enumerate(incoming):
-        targets = _targets(session, item, results[index], srs, now)
-        rule_uses.update({a.decision.rule.id for a in item.recipients if a.decision.rule})
+        recipients = _still_receiving(session, item, taken[index], results[index], now)
+        targets = _targets(session, Incoming(item.arrival, recipients), results[index], srs, now)
         if targets:
             kept.append((index, targets))
-    if rule_uses:
-        session.execute(
-            _COUNT_RULE_USE, [{"rule": rule, "uses": n} for rule, n in rule_uses.items()]
-        )
     if not kept:
         return results
     message_ids = _insert_messages(session, [incoming[index].arrival for index, _ in kept], now)
@@ -140,19 +147,12 @@ def store_all(
 
 _messages = cast(Table, Message.__table__)
 _deliveries = cast(Table, Delivery.__table__)
-_rules = cast(Table, Rule.__table__)
 _INSERT = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
 # SQLite: the content's room only, then written into it (app.db.blobs).
 _INSERT_RESERVED = (
     insert(_messages)
     .values(content=func.zeroblob(bindparam("content_size")))
     .returning(_messages.c.id, sort_by_parameter_order=True)
-)
-# One more accepted message for each rule that accepted it (max_messages counts these).
-_COUNT_RULE_USE = (
-    update(_rules)
-    .where(_rules.c.id == bindparam("rule"))
-    .values(message_count=_rules.c.message_count + bindparam("uses"))
 )
 
 
@@ -207,6 +207,33 @@ def _message_row(
     else:
         row["content"] = content
     return row
+
+
+def _still_receiving(
+    session: Session, item: Incoming, taken: set[int], stored: Stored, now: datetime
+) -> list[Accepted]:
+    """The recipients whose rule counted the message (rule_use.reserve), and SRS ones;
+    the others are logged as rejected and counted in ``stored``."""
+    arrival = item.arrival
+    kept: list[Accepted] = []
+    for accepted in item.recipients:
+        rule = accepted.decision.rule
+        if rule is None or rule.id in taken:
+            kept.append(accepted)
+            continue
+        stored.refused += 1
+        activity.record(
+            session,
+            activity.Envelope(
+                arrival.client_ip, arrival.mail_from, arrival.message_id, len(arrival.content)
+            ),
+            status=activity.REJECTED,
+            address=accepted.address,
+            rule=rule_label(accepted.decision, accepted.address.rpartition("@")[2].lower()),
+            reply=GONE_SINCE_RCPT,
+            at=now,
+        )
+    return kept
 
 
 def _targets(

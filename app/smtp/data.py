@@ -22,6 +22,7 @@ class Refusal(enum.Enum):
     TOO_MUCH = "too much"  # over the size limit: 552 5.3.4
     BARE_NEWLINE = "bare newline"  # a CR or LF not in a CRLF: 550 5.5.2
     LINE_TOO_LONG = "line too long"  # 500 5.5.2
+    NO_ROOM = "no room"  # the server's memory budget is spent: 452 4.3.1
 
 
 class MessageText:
@@ -109,6 +110,11 @@ class MessageText:
         self.size += octets
         if self._size_limit is not None and self.size > self._size_limit:
             self._refuse(Refusal.TOO_MUCH)
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Refuse the text for a reason found outside it (Refusal.NO_ROOM); what is left
+        of it is still read to its end, and not kept."""
+        self._refuse(refusal)
 
     def _refuse(self, refusal: Refusal) -> None:
         if self.refusal is None:

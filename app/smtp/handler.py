@@ -237,12 +237,15 @@ class InboundHandler:
             log.error("message %s not stored: %s", queue_id, type(exc).__name__)
             return replies.S452_STORAGE if _disk_full(exc) else replies.S451_TEMPORARY_FAILURE
         log.info(
-            "message %s from %s stored: %d deliveries, %d dropped",
+            "message %s from %s stored: %d deliveries, %d dropped, %d refused",
             queue_id,
             _peer_ip(session),
             len(stored.delivery_ids),
             stored.dropped,
+            stored.refused,
         )
+        if stored.refused_by_all:
+            return replies.S550_NO_RECIPIENT_LEFT
         if stored.message_id is None:
             return replies.S250_DROPPED
         if self.inline is not None and self.config.inline_delivery_timeout > 0:

@@ -1,8 +1,9 @@
 """What one client may do, after Postfix's smtpd and anvil: how many sessions it may hold,
-how much mail it may send per minute, how long it may take, how many errors it may make.
+how much mail it may send per minute, how long it may take, how many errors it may make;
+and how much message text all clients together may have us hold in memory.
 
-The Gate is shared by every session of one server (one process); SessionLimits are the
-per-session settings the protocol enforces.
+The Gate and the MemoryBudget are shared by every session of one server (one process);
+SessionLimits are the per-session settings the protocol enforces.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ class SessionLimits:
     # RFC 5321 4.5.3.2.7: at least 5 minutes for each command. The clock restarts only when
     # a whole command has arrived, so a client trickling bytes cannot stretch it.
     timeout: float = 300.0
-    # While the message streams in, every chunk buys more time, but no less than this many
-    # bytes a second overall (Postfix's smtpd_min_data_rate); 0 checks inactivity only.
+    # While the message streams in, every chunk buys time at this many bytes a second
+    # (Postfix's smtpd_min_data_rate), but the time left is never more than ``timeout``: a
+    # fast start banks nothing for a trickle after it. 0 checks inactivity only.
     min_data_rate: int = 500
     # smtpd_hard_error_limit: after this many 4xx/5xx replies, 421 and close.
     error_limit: int = 20
@@ -159,3 +161,29 @@ class Gate:
     async def wait_idle(self) -> None:
         """Return once no session is open."""
         await self._idle.wait()
+
+
+DEFAULT_INFLIGHT_BYTES = 256 * 1024 * 1024
+# What a DATA must find free before its 354: room for the start of a message, so that a
+# full budget turns new messages away at once rather than after they were sent.
+DATA_RESERVE = 64 * 1024
+
+
+class MemoryBudget:
+    """Octets of message text that the sessions of one server may hold in memory at once,
+    from the 354 until the message is stored or refused. A DATA that finds less than
+    DATA_RESERVE free is answered 452 4.3.1 (RFC 5321 4.2.5: insufficient system storage);
+    a message that outgrows the room left is dropped as it streams in and answered the
+    same at its end. Every session gives back what it held however its DATA ends."""
+
+    def __init__(self, limit: int = DEFAULT_INFLIGHT_BYTES) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def resize(self, current: int, wanted: int) -> bool:
+        """Change a session's hold from ``current`` to ``wanted`` octets; False, and
+        nothing changed, when growing it would pass the limit."""
+        if wanted > current and self.held + wanted - current > self.limit:
+            return False
+        self.held += wanted - current
+        return True

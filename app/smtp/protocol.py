@@ -15,7 +15,7 @@ from aiosmtpd.smtp import MISSING, SMTP, syntax
 from app import message
 from app.smtp import replies
 from app.smtp.data import END, MessageText, Refusal
-from app.smtp.limits import DEFAULT_LIMITS, Gate, SessionLimits
+from app.smtp.limits import DATA_RESERVE, DEFAULT_LIMITS, Gate, MemoryBudget, SessionLimits
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ TEXT_REFUSALS = {
     Refusal.TOO_MUCH: replies.S552_TOO_MUCH_DATA,
     Refusal.BARE_NEWLINE: replies.S550_BARE_NEWLINE,
     Refusal.LINE_TOO_LONG: replies.S500_LINE_TOO_LONG,
+    Refusal.NO_ROOM: replies.S452_NO_ROOM,
 }
 HANG_UP_GRACE = 5.0  # seconds a client has to read our 421 before the connection is cut
 
@@ -98,7 +99,8 @@ def unbalanced_path(path: str, rest: str) -> bool:
 class MailrouteSMTP(SMTP):
     """One SMTP session. Beyond aiosmtpd: enhanced status codes, the Gate's admission and
     message rate, and the SessionLimits (timeouts that trickling cannot stretch, a minimum
-    data rate, an error budget), each ending the session with a 421 as Postfix does."""
+    data rate, an error budget), each ending the session with a 421 as Postfix does; the
+    MemoryBudget that all sessions' message text shares."""
 
     # RFC 5321 4.5.3.1.4: 512 octets with the CRLF, which aiosmtpd counts without.
     command_size_limit = 512 - 2
@@ -120,6 +122,7 @@ class MailrouteSMTP(SMTP):
         handler: Any,
         gate: Gate | None = None,
         limits: SessionLimits = DEFAULT_LIMITS,
+        budget: MemoryBudget | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -134,8 +137,9 @@ class MailrouteSMTP(SMTP):
         self._errors = 0
         self._junk_commands = 0
         self._receiving = False  # between DATA and the end of the message
-        self._data_started = 0.0
-        self._data_bytes = 0
+        self._data_deadline = 0.0  # loop time at which the message must have come
+        self._budget = budget if budget is not None else MemoryBudget()
+        self._held = 0  # octets of the budget this session holds
         self._reset_command_size_limits()
 
     # --- admission -------------------------------------------------------------------
@@ -333,8 +337,9 @@ class MailrouteSMTP(SMTP):
     # --- timeouts --------------------------------------------------------------------
     # aiosmtpd restarts its timer only when a whole valid command has arrived, which makes
     # the command timeout a deadline. While the message streams in, data_received moves
-    # the deadline with every chunk, within the minimum data rate. Our own work on the
-    # message (storing it, the in-session delivery) does not count against the client.
+    # the deadline with every chunk, within the minimum data rate and never to more than
+    # the timeout ahead. Our own work on the message (storing it, the in-session
+    # delivery) does not count against the client.
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -349,19 +354,33 @@ class MailrouteSMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
-        begin = getattr(self.event_handler, "begin_data", None)
-        prefix = begin(self.session, self.envelope) if begin is not None else b""
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        self._receiving = True
-        self._data_started = self.loop.time()
-        self._data_bytes = 0
-        try:
+        if not self._hold(DATA_RESERVE):
+            log.warning("%s: DATA refused: the in-transit memory budget is spent", self._peer())
+            await self.push(replies.S452_NO_ROOM)
+            return
+        try:  # whatever ends the DATA (a reply, a hang-up, a cancellation) gives room back
+            begin = getattr(self.event_handler, "begin_data", None)
+            prefix = begin(self.session, self.envelope) if begin is not None else b""
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            self._receiving = True
+            self._data_deadline = self.loop.time() + self._limits.timeout
             text = await self._receive(prefix)
             if text is not None:
                 await self._answer(text)
         finally:
             self._receiving = False
+            self._budget.resize(self._held, 0)
+            self._held = 0
             self._restart_timer()
+
+    def _hold(self, octets: int) -> bool:
+        """Hold ``octets`` of the memory budget, at least DATA_RESERVE; False, and the hold
+        unchanged, when there is not enough room."""
+        wanted = max(octets, DATA_RESERVE)
+        if not self._budget.resize(self._held, wanted):
+            return False
+        self._held = wanted
+        return True
 
     async def _receive(self, prefix: bytes) -> MessageText | None:
         """The text up to the end of data, or None when the connection went first."""
@@ -377,6 +396,11 @@ class MailrouteSMTP(SMTP):
                 # readuntil stops at the first ".<CRLF>", so a block never runs past
                 # the end of data: what the client pipelined next stays in the reader.
                 text.feed(block)
+                if text.refusal is None and not self._hold(len(text.content)):
+                    log.warning("%s: message dropped: the memory budget is spent", self._peer())
+                    text.refuse(Refusal.NO_ROOM)
+                if text.refusal is not None:
+                    self._hold(DATA_RESERVE)  # a refused text is no longer kept
         except asyncio.IncompleteReadError:
             log.info("%s: connection closed during DATA", self._peer())
             return None
@@ -405,12 +429,18 @@ class MailrouteSMTP(SMTP):
 
     def data_received(self, data: bytes) -> None:
         if self._receiving:
-            self._data_bytes += len(data)
-            wait = self._limits.timeout
+            timeout = self._limits.timeout
+            wait = timeout
             if self._limits.min_data_rate > 0:
-                earned = self._data_bytes / self._limits.min_data_rate
-                deadline = self._data_started + self._limits.timeout + earned
-                wait = min(wait, deadline - self.loop.time())
+                # Postfix's smtpd_min_data_rate: each read extends the deadline by the time
+                # its bytes take at the minimum rate, "but never beyond smtpd_timeout". A
+                # burst banks at most the timeout; the trickle after it earns almost
+                # nothing, so the session, and the text it holds, ends soon after. The
+                # whole DATA takes at most the timeout plus MAX_MESSAGE_SIZE at the rate.
+                now = self.loop.time()
+                earned = len(data) / self._limits.min_data_rate
+                self._data_deadline = min(self._data_deadline + earned, now + timeout)
+                wait = self._data_deadline - now
             self._reset_timeout(max(wait, 0.001))  # 0 would mean the default to aiosmtpd
         super().data_received(data)
 

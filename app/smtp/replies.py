@@ -33,6 +33,12 @@ S550_NO_POSTMASTER = (
 S553_SENDER_NOT_FORWARDABLE = (
     "553 5.1.7 Sender address rejected: only plain local-part@domain senders are accepted"
 )
+# After DATA, when every recipient's rule was disabled, expired or used up (max_messages)
+# since RCPT accepted it: the answer RCPT would now give (550 5.1.1, RFC 3463 X.1.1), for
+# the whole message. Not X.2.2 "mailbox full": that is a quota that may clear (Postfix
+# answers it with 452 4.2.2), and the client would retry for days; a used-up alias stays
+# used up, and like RCPT we do not tell a stranger that it existed.
+S550_NO_RECIPIENT_LEFT = "550 5.1.1 Recipient address rejected: no such address"
 # Postfix's wording and codes for an address that does not parse (RFC 3463 X.1.3, X.1.7).
 S501_BAD_ADDRESS = "501 5.1.3 Bad recipient address syntax"
 # Also a sender with a control character (aiosmtpd splits command lines at LF only, so a
@@ -47,6 +53,9 @@ S452_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 # Never a 5xx and never an accept when we cannot decide: the client will retry.
 S451_TEMPORARY_FAILURE = "451 4.3.0 Temporary local problem; please try again later"
 S452_STORAGE = "452 4.3.1 Insufficient system storage; please try again later"
+# RFC 5321 4.2.5 and RFC 3463 X.3.1: the messages in transit fill the memory set aside
+# for them (app.smtp.limits.MemoryBudget), at DATA or at the end of the text.
+S452_NO_ROOM = "452 4.3.1 Insufficient system storage: too much mail in transit, try again later"
 # RFC 5321 2.3.8: CR and LF only as CRLF. A bare one is how SMTP smuggling hides an
 # end-of-data from one server and not another; Postfix 3.9 smtpd_forbid_bare_newline=reject
 # answers this with 550 5.5.2. We refuse rather than repair: content stays untouched.

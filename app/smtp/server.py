@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 
 from app.smtp.handler import InboundHandler
-from app.smtp.limits import DEFAULT_LIMITS, Gate, SessionLimits
+from app.smtp.limits import DEFAULT_LIMITS, Gate, MemoryBudget, SessionLimits
 from app.smtp.protocol import MailrouteSMTP
 
 IDENT = "mailroute ESMTP"
@@ -29,15 +29,19 @@ async def start_server(
     tls: ssl.SSLContext | None = None,
     gate: Gate | None = None,
     limits: SessionLimits = DEFAULT_LIMITS,
+    budget: MemoryBudget | None = None,
     reuse_port: bool = False,
 ) -> asyncio.Server:
+    """``budget``: shared by this server's sessions; a default one when not given."""
     loop = asyncio.get_running_loop()
+    shared = budget if budget is not None else MemoryBudget()
 
     def protocol() -> MailrouteSMTP:
         return MailrouteSMTP(
             handler,
             gate,
             limits,
+            shared,
             data_size_limit=max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,

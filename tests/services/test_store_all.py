@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import session_scope
@@ -234,3 +234,27 @@ async def test_store_all_of_only_drops_writes_no_message(
     assert stored == [Stored(message_id=None, delivery_ids=[], dropped=1)]
     assert (await session.scalars(select(Message.id))).all() == []
     assert (await session.scalars(select(Delivery.id))).all() == []
+
+
+async def test_store_all_batch_gives_a_limited_rule_only_its_room(
+    session: AsyncSession, srs: Srs, rule_ids: dict[str, int]
+) -> None:
+    # Three messages in one batch to shop@, which has room for two more: the first two
+    # take it, the third gets nothing (app.services.rule_use), and says so.
+    await session.execute(
+        update(Rule).where(Rule.id == rule_ids["shop"]).values(max_messages=3, message_count=1)
+    )
+    await session.commit()
+    items = [await incoming(session, f"{n}\r\n".encode(), "shop@example.org") for n in range(3)]
+
+    stored = await store(session, srs, *items)
+
+    assert [(s.message_id is not None, s.refused, s.refused_by_all) for s in stored] == [
+        (True, 0, False),
+        (True, 0, False),
+        (False, 1, True),
+    ]
+    count = await session.scalar(select(Rule.message_count).where(Rule.id == rule_ids["shop"]))
+    assert count == 3
+    rows = (await session.scalars(select(Activity))).all()
+    assert [(a.status, a.address) for a in rows] == [("rejected", "shop@example.org")]

@@ -1,6 +1,8 @@
 """Session limits, as Postfix's smtpd: a client that sends nothing or trickles its bytes is
-cut off with 421 4.4.2; a message must keep a minimum data rate; too many error replies end
-the session with 421 4.7.0; too much mail a minute from one address hears 450 4.7.1.
+cut off with 421 4.4.2; a message must keep a minimum data rate, and a fast start banks no
+time for a trickle after it; too many error replies end the session with 421 4.7.0; too
+much mail a minute from one address hears 450 4.7.1; message text in transit shares one
+memory budget, past which DATA hears 452 4.3.1.
 
 The client here is a raw socket, so the test decides exactly which bytes go when.
 """
@@ -22,7 +24,7 @@ from app.db.models import Message
 from app.routing.srs import Srs
 from app.smtp import protocol, replies
 from app.smtp.handler import InboundConfig, InboundHandler
-from app.smtp.limits import Gate, SessionLimits
+from app.smtp.limits import DATA_RESERVE, Gate, MemoryBudget, SessionLimits
 from app.smtp.server import start_server
 from tests.conftest import HOSTNAME
 
@@ -100,14 +102,23 @@ class SlowHandler(InboundHandler):
 def serve(sessionmaker: Sessionmaker, srs: Srs) -> Callable[..., Any]:
     @asynccontextmanager
     async def serving(
-        limits: SessionLimits, gate: Gate | None = None, delay: float = 0.0
+        limits: SessionLimits,
+        gate: Gate | None = None,
+        delay: float = 0.0,
+        budget: MemoryBudget | None = None,
     ) -> AsyncIterator[Callable[[], Any]]:
         handler = SlowHandler(
             sessionmaker, srs, InboundConfig(hostname=HOSTNAME, queue_lifetime=timedelta(days=5))
         )
         handler.delay = delay
         server = await start_server(
-            handler, host="127.0.0.1", port=0, max_message_size=1 << 20, gate=gate, limits=limits
+            handler,
+            host="127.0.0.1",
+            port=0,
+            max_message_size=1 << 20,
+            gate=gate,
+            limits=limits,
+            budget=budget,
         )
         port = server.sockets[0].getsockname()[1]
 
@@ -219,6 +230,114 @@ async def test_time_spent_on_the_message_does_not_count_against_the_client(
             assert (await client.reply()).startswith("250 2.0.0")
             assert (await client.command("QUIT")).startswith("221")
     assert await stored(sessionmaker) == 1
+
+
+@pytest.mark.usefixtures("routed")
+async def test_trickle_after_a_fast_start_is_cut_off_within_the_timeout(
+    serve: Any, sessionmaker: Sessionmaker
+) -> None:
+    # 200 kB at once would buy 400 s at 500 bytes/s; Postfix's rule caps what it buys at
+    # the timeout, so the trickle after it is cut off about a second later.
+    budget = MemoryBudget(4 << 20)
+    async with serve(SessionLimits(timeout=1.0, min_data_rate=500), budget=budget) as connect:
+        async with connect() as client:
+            await start_data(client)
+            await client.send(BODY + (b"x" * 998 + b"\r\n") * 200)
+            started = asyncio.get_running_loop().time()
+            assert await client.trickle(b"y" * 600 + b"\r\n.\r\n", gap=0.05) == TIMEOUT_REPLY
+            assert asyncio.get_running_loop().time() - started < 3.0
+            assert await client.closed()
+    assert await stored(sessionmaker) == 0
+    assert budget.held == 0
+
+
+# --- the memory budget ---------------------------------------------------------------
+
+FILLER = (b"z" * 998 + b"\r\n") * 100  # 100 kB of text, held until its DATA ends
+# What of FILLER is surely in the message's buffer once sent: the reader keeps the last
+# few kB back while it looks for the end of data.
+ARRIVED = len(FILLER) - 8 * 1024
+NO_ROOM = replies.S452_NO_ROOM
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(int(BOUND / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.usefixtures("routed")
+async def test_data_hears_452_while_others_hold_the_budget_then_gets_through(
+    serve: Any, sessionmaker: Sessionmaker
+) -> None:
+    # Two messages of 100 kB in transit leave less than DATA_RESERVE of 256 KiB.
+    budget = MemoryBudget(4 * DATA_RESERVE)
+    async with serve(SessionLimits(), budget=budget) as connect:
+        async with connect() as first, connect() as second, connect() as late:
+            for holder in (first, second):
+                await start_data(holder)
+                await holder.send(FILLER)
+            await until(lambda: budget.held >= 2 * ARRIVED)
+            for command in ("EHLO client.example", "MAIL FROM:<a@sender.example>"):
+                assert (await late.command(command)).startswith("250")
+            assert (await late.command("RCPT TO:<shop@example.org>")).startswith("250")
+            assert await late.command("DATA") == NO_ROOM
+            for holder in (first, second):
+                await holder.send(b".\r\n")
+                assert (await holder.reply()).startswith("250 2.0.0")
+            assert budget.held == 0
+            assert (await late.command("DATA")).startswith("354")
+            await late.send(BODY + b".\r\n")
+            assert (await late.reply()).startswith("250 2.0.0")
+    assert await stored(sessionmaker) == 3
+    assert budget.held == 0
+
+
+@pytest.mark.usefixtures("routed")
+async def test_message_outgrowing_the_budget_is_dropped_and_hears_452(
+    serve: Any, sessionmaker: Sessionmaker
+) -> None:
+    # Both get their 354 while there is room; together they would need more than there
+    # is: the one that runs out is dropped as it streams in, and never held past the limit.
+    budget = MemoryBudget(3 * DATA_RESERVE)
+    most = 0
+    async with serve(SessionLimits(), budget=budget) as connect:
+        async with connect() as small, connect() as large:
+            await start_data(small)
+            await start_data(large)
+            await small.send(FILLER)
+            await until(lambda: budget.held >= ARRIVED)
+            for _ in range(2):
+                await large.send(FILLER)
+                most = max(most, budget.held)
+            await large.send(b".\r\n")
+            assert await large.reply() == NO_ROOM
+            await small.send(b".\r\n")
+            assert (await small.reply()).startswith("250 2.0.0")
+    assert most <= budget.limit
+    assert await stored(sessionmaker) == 1
+    assert budget.held == 0
+
+
+@pytest.mark.usefixtures("routed")
+async def test_connection_dropped_mid_data_gives_its_room_back(serve: Any) -> None:
+    budget = MemoryBudget(4 * DATA_RESERVE)
+    async with serve(SessionLimits(), budget=budget) as connect:
+        for _ in range(3):
+            async with connect() as client:
+                await start_data(client)
+                await client.send(FILLER)
+                await until(lambda: budget.held >= ARRIVED)
+            # The client hung up: its text is dropped, its room given back.
+            await until(lambda: budget.held == 0)
+        async with connect() as client:
+            await start_data(client)
+            await client.send(FILLER)
+            await until(lambda: budget.held >= ARRIVED)
+            client.writer.transport.abort()  # a reset, not a FIN
+            await until(lambda: budget.held == 0)
 
 
 # --- the error budget ----------------------------------------------------------------
