@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     api_rate_limit: int = Field(default=600, ge=0)
     api_rate_burst: int = Field(default=120, ge=1)
     api_auth_failure_limit: int = Field(default=30, ge=0)
+    # Reverse proxies whose X-Forwarded-For names the API's client (uvicorn's
+    # forwarded_allow_ips); from any other peer the header is ignored. Empty: none.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("smarthost")
     @classmethod
@@ -152,6 +155,30 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [Nameserver.parse(part) for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list):
+            return value
+        # Written as uvicorn parses them: it takes a network with host bits set
+        # (10.0.0.1/8) for a name that never matches, so such a typo would trust no one.
+        try:
+            return [
+                str(
+                    ipaddress.ip_network(item, strict=False)
+                    if "/" in item
+                    else ipaddress.ip_address(item)
+                )
+                for item in (str(part).strip() for part in value)
+                if item
+            ]
+        except ValueError as exc:
+            raise ValueError(
+                f"must be comma-separated IP addresses or CIDR networks: {exc}"
+            ) from None
 
     @field_validator("hostname")
     @classmethod
