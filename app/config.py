@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     # Reverse proxies whose X-Forwarded-For names the API's client (uvicorn's
     # forwarded_allow_ips); from any other peer the header is ignored. Empty: none.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Largest API request body; past it 413, before the body is read.
+    api_max_body_size: int = Field(default=MIB, ge=1024)
 
     @field_validator("smarthost")
     @classmethod

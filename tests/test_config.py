@@ -132,6 +132,7 @@ def test_settings_trusted_proxies_default_to_none() -> None:
     settings = load_settings(hostname="mx.example.org")
 
     assert settings.trusted_proxies == []
+    assert settings.api_max_body_size == 1024 * 1024
 
 
 def test_settings_trusted_proxies_parse_addresses_and_networks(
@@ -151,3 +152,8 @@ def test_settings_trusted_proxies_refuse_what_is_not_an_address(
 
     with pytest.raises(SettingsError, match="^invalid setting MAILROUTE_TRUSTED_PROXIES: "):
         load_settings()
+
+
+def test_settings_api_max_body_size_refuses_tiny_values() -> None:
+    with pytest.raises(SettingsError, match="MAILROUTE_API_MAX_BODY_SIZE"):
+        load_settings(hostname="mx.example.org", api_max_body_size=10)

@@ -24,3 +24,4 @@ class ApiContext:
     token_rate: Rate | None = None
     auth_failure_rate: Rate | None = None
     clock: Clock = time.monotonic
+    max_body_size: int = 1024 * 1024  # bytes of a request body; past it 413

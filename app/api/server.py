@@ -41,6 +41,7 @@ async def run_api(
         on_queued=on_queued,
         token_rate=token_rate,
         auth_failure_rate=auth_failure_rate,
+        max_body_size=s.api_max_body_size,
     )
     server = EmbeddedServer(uvicorn_config(s, create_app(context)))
     serving = asyncio.ensure_future(server.serve())
