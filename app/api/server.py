@@ -10,6 +10,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp
 
+from app.api import redaction
 from app.api.app import create_app
 from app.api.context import ApiContext
 from app.config import Settings
@@ -43,6 +44,7 @@ async def run_api(
         auth_failure_rate=auth_failure_rate,
         max_body_size=s.api_max_body_size,
     )
+    redaction.install()
     server = EmbeddedServer(uvicorn_config(s, create_app(context)))
     serving = asyncio.ensure_future(server.serve())
     stopping = asyncio.ensure_future(stop.wait())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -37,6 +38,7 @@ async def live_api(
         **settings,
     }
     stop = asyncio.Event()
+    record_factory = logging.getLogRecordFactory()  # run_api installs its own
     serving = asyncio.create_task(run_api(load_settings(**values), sessionmaker, resolver, stop))
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -45,6 +47,7 @@ async def live_api(
     finally:
         stop.set()
         await asyncio.wait_for(serving, START_TIMEOUT)
+        logging.setLogRecordFactory(record_factory)
 
 
 async def _until_up(base_url: str, serving: asyncio.Task[None]) -> None:
