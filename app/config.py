@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     # Where mail for <postmaster> and postmaster@HOSTNAME goes (RFC 5321 4.5.1 requires
     # a server to accept it): the operator's own address. Unset: such mail is refused.
     postmaster: str | None = None
+    # Reverse proxies whose X-Forwarded-For names the API's client (uvicorn's
+    # forwarded_allow_ips); from any other peer the header is ignored. Empty: none.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Largest API request body; past it 413, before the body is read.
+    api_max_body_size: int = Field(default=MIB, ge=1024)
 
     @field_validator("smarthost")
     @classmethod
@@ -174,6 +179,30 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [Nameserver.parse(part) for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list):
+            return value
+        # Written as uvicorn parses them: it takes a network with host bits set
+        # (10.0.0.1/8) for a name that never matches, so such a typo would trust no one.
+        try:
+            return [
+                str(
+                    ipaddress.ip_network(item, strict=False)
+                    if "/" in item
+                    else ipaddress.ip_address(item)
+                )
+                for item in (str(part).strip() for part in value)
+                if item
+            ]
+        except ValueError as exc:
+            raise ValueError(
+                f"must be comma-separated IP addresses or CIDR networks: {exc}"
+            ) from None
 
     @field_validator("hostname")
     @classmethod

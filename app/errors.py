@@ -24,6 +24,9 @@ Every class has a ``code``: the stable, machine-readable name the API puts in
     │   ├── InvalidRule            e.g. a forward rule without destinations
     │   ├── UnknownDestination     a rule names an inbox not added as a destination
     │   └── UndeliverableDomain    the destination's domain cannot receive mail (RFC 7505)
+    ├── RateLimited               too many of one request; says when to retry (429)
+    │   └── ResendLimited          a verification message already sent less than 5 minutes
+    │                               ago, or 10 in the last day, to that destination
     ├── VerificationFailed        a verification link never issued, used or expired (404):
     │                               one answer for all three, so a guess learns nothing
     └── DnsError                  raised by app.resolver, translated from dnspython
@@ -108,6 +111,18 @@ class InvalidRule(InvalidInput):
 
 class UndeliverableDomain(InvalidInput):
     code = "undeliverable_domain"
+
+
+class RateLimited(MailrouteError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # whole seconds, at least 1
+
+
+class ResendLimited(RateLimited):
+    code = "resend_limited"
 
 
 class VerificationFailed(MailrouteError):

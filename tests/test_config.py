@@ -126,3 +126,34 @@ def test_api_rates_zero_turns_a_limit_off() -> None:
     settings = load_settings(hostname="mx.example.org", api_rate_limit=0, api_auth_failure_limit=0)
 
     assert api_rates(settings) == (None, None)
+
+
+def test_settings_trusted_proxies_default_to_none() -> None:
+    settings = load_settings(hostname="mx.example.org")
+
+    assert settings.trusted_proxies == []
+    assert settings.api_max_body_size == 1024 * 1024
+
+
+def test_settings_trusted_proxies_parse_addresses_and_networks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Host bits in a network are dropped: uvicorn would take "10.0.0.1/8" for a name.
+    monkeypatch.setenv("MAILROUTE_TRUSTED_PROXIES", " 127.0.0.1, 10.0.0.1/8,,::1, fd00::/8")
+
+    assert load_settings().trusted_proxies == ["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"]
+
+
+@pytest.mark.parametrize("value", ["proxy.example", "127.0.0.1/33", "*"])
+def test_settings_trusted_proxies_refuse_what_is_not_an_address(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("MAILROUTE_TRUSTED_PROXIES", value)
+
+    with pytest.raises(SettingsError, match="^invalid setting MAILROUTE_TRUSTED_PROXIES: "):
+        load_settings()
+
+
+def test_settings_api_max_body_size_refuses_tiny_values() -> None:
+    with pytest.raises(SettingsError, match="MAILROUTE_API_MAX_BODY_SIZE"):
+        load_settings(hostname="mx.example.org", api_max_body_size=10)

@@ -34,7 +34,7 @@ def test_compose_postgres_16_with_volume_and_health_check() -> None:
 def test_compose_mailroute_publishes_smtp_and_api_and_waits_for_postgres() -> None:
     mailroute = _compose()["services"]["mailroute"]
     assert mailroute["build"] == "."
-    assert mailroute["ports"] == ["25:25", "8000:8000"]
+    assert mailroute["ports"] == ["25:25", "127.0.0.1:8000:8000"]
     assert mailroute["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert mailroute["command"] == ["mailroute", "serve"]
     environment = mailroute["environment"]
@@ -46,6 +46,28 @@ def test_compose_mailroute_publishes_smtp_and_api_and_waits_for_postgres() -> No
         "25",
     )
     assert environment["MAILROUTE_API_HOST"] == "0.0.0.0"
+
+
+def test_compose_publishes_the_api_on_loopback_only() -> None:
+    # The API is for a TLS reverse proxy on the host, not the internet; SMTP is public.
+    published = {
+        str(port).rpartition(":")[2]: str(port).rpartition(":")[0]
+        for port in _compose()["services"]["mailroute"]["ports"]  # type: ignore[attr-defined]
+    }
+    assert published == {"25": "25", "8000": "127.0.0.1:8000"}
+
+
+def test_compose_has_no_default_database_password() -> None:
+    # ${VAR:?message} makes `docker compose up` stop with the message when it is unset.
+    required = "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in .env}"
+    postgres = _compose()["services"]["postgres"]["environment"]
+    mailroute = _compose()["services"]["mailroute"]["environment"]
+    assert isinstance(postgres, dict) and isinstance(mailroute, dict)
+    assert postgres["POSTGRES_PASSWORD"] == required
+    assert f"mailroute:{required}@postgres:5432/" in mailroute["MAILROUTE_DATABASE_URL"]
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert text.count("POSTGRES_PASSWORD:-") == 0
+    assert text.count("${POSTGRES_PASSWORD") == text.count(required) == 2
 
 
 def test_compose_environment_names_real_settings() -> None:

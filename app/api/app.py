@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from app import __version__
 from app.api.auth import TokenAuth
+from app.api.body_limit import BodyLimit
 from app.api.content_type import RequireJsonBody
 from app.api.context import ApiContext
 from app.api.deps import require_token
@@ -32,6 +33,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         (401, "Missing, unknown or revoked token"),
         (404, "Not found"),
         (409, "Conflicts with the current state"),
+        (413, "Request body too large"),
         (422, "Invalid value"),
         (429, "Too many requests with this token, or failed ones from this address"),
         (503, "Database or DNS unavailable"),
@@ -51,7 +53,8 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     app.add_middleware(RequireJsonBody)
-    app.add_middleware(TokenAuth, context=context)  # added last: runs first
+    app.add_middleware(TokenAuth, context=context)
+    app.add_middleware(BodyLimit, max_body_size=context.max_body_size)  # added last: runs first
 
     protected = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
     for module in (domains, destinations, aliases, catch_all, route, tokens, activity, queue):

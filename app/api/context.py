@@ -29,3 +29,4 @@ class ApiContext:
     # addresses (None: routed like any other address) and where postmaster goes.
     srs: Srs | None = None
     postmaster: str | None = None
+    max_body_size: int = 1024 * 1024  # bytes of a request body; past it 413

@@ -20,6 +20,7 @@ from app.errors import (
     InvalidInput,
     MailrouteError,
     NotFound,
+    RateLimited,
     VerificationFailed,
 )
 
@@ -31,6 +32,7 @@ STATUS_BY_ERROR: list[tuple[type[MailrouteError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (InvalidInput, 422),
+    (RateLimited, 429),
     (DnsError, 503),
 ]
 
@@ -65,7 +67,9 @@ def status_for(exc: MailrouteError) -> int:
 
 async def _mailroute_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MailrouteError)
-    return error_response(status_for(exc), exc.code, exc.message)
+    # RFC 6585 4: a 429 may say how long to wait, in Retry-After (RFC 9110 10.2.3).
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return error_response(status_for(exc), exc.code, exc.message, headers=headers)
 
 
 async def _unauthorized(_request: Request, exc: Exception) -> JSONResponse:

@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp
 
+from app.api import redaction
 from app.api.app import create_app
 from app.api.context import ApiContext
 from app.config import Settings
@@ -44,21 +46,33 @@ async def run_api(
         auth_failure_rate=auth_failure_rate,
         srs=srs,
         postmaster=s.postmaster,
+        max_body_size=s.api_max_body_size,
     )
-    config = uvicorn.Config(
-        create_app(context),
-        host=s.api_host,
-        port=s.api_port,
-        log_level=s.log_level.lower(),
-        proxy_headers=False,
-    )
-    server = EmbeddedServer(config)
+    redaction.install()
+    server = EmbeddedServer(uvicorn_config(s, create_app(context)))
     serving = asyncio.ensure_future(server.serve())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
     server.should_exit = True
     await serving
+
+
+def uvicorn_config(s: Settings, app: ASGIApp) -> uvicorn.Config:
+    """How the API is served. The client address (which the failed-authentication limit
+    keys on) comes from X-Forwarded-For only when the peer is one of TRUSTED_PROXIES, and
+    is then the last address in it that is not a trusted proxy's: uvicorn's own
+    ProxyHeadersMiddleware. From anyone else the header is ignored, as a client can write
+    any address in it."""
+    return uvicorn.Config(
+        app,
+        host=s.api_host,
+        port=s.api_port,
+        log_level=s.log_level.lower(),
+        proxy_headers=bool(s.trusted_proxies),
+        # A list, even empty, so that uvicorn does not read FORWARDED_ALLOW_IPS instead.
+        forwarded_allow_ips=list(s.trusted_proxies),
+    )
 
 
 def api_rates(s: Settings) -> tuple[Rate | None, Rate | None]:

@@ -1,8 +1,9 @@
 """The schema. It reaches a database only through the Alembic migrations in migrations/.
 
 Management: domains, rules (aliases and catch-alls), destinations and their verification
-tokens, API tokens. Mail flow: a message is stored once (``messages``), and each
-(recipient, destination) pair to send it to is one ``deliveries`` row that workers claim.
+tokens (and when they were sent), API tokens. Mail flow: a message is stored once
+(``messages``), and each (recipient, destination) pair to send it to is one
+``deliveries`` row that workers claim.
 ``activity`` is the log users read; it outlives messages and deliveries.
 """
 
@@ -81,6 +82,19 @@ class VerificationToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     destination: Mapped[Destination] = relationship()
+
+
+class VerificationSend(Base):
+    """One verification message mailed to a destination, for its resend limits
+    (app.services.verification_limits); rows older than a day are pruned as it sends."""
+
+    __tablename__ = "verification_sends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    destination_id: Mapped[int] = mapped_column(
+        ForeignKey("destinations.id", ondelete="CASCADE"), index=True
+    )
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Rule(Base):

@@ -4,7 +4,13 @@ Nothing here performs I/O or knows of HTTP, SMTP or the database; the API's
 ``/v1/route`` and the SMTP server's RCPT TO both call :func:`resolve_route`.
 """
 
-from app.routing.address import Address, normalize_domain, normalize_local_part, parse_address
+from app.routing.address import (
+    Address,
+    normalize_domain,
+    normalize_local_part,
+    parse_address,
+    refuse_special_use,
+)
 from app.routing.decision import (
     Decision,
     MatchKind,
@@ -41,6 +47,7 @@ __all__ = [
     "normalize_domain",
     "normalize_local_part",
     "parse_address",
+    "refuse_special_use",
     "resolve_route",
     "rule_state",
 ]

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import email_validator
 import idna
 from email_validator import EmailNotValidError, validate_email
 
@@ -108,6 +109,23 @@ def normalize_domain(name: str) -> str:
     if labels[-1].isdigit():
         raise InvalidDomain(f"{name!r} ends in a numeric label, like an IP address")
     return ascii_name
+
+
+def refuse_special_use(ascii_name: str) -> None:
+    """Refuse a normalised domain under a special-use name (.test, .local, .onion, .arpa...).
+
+    The list is email-validator's, which every address we parse is checked against: no
+    alias on such a domain could ever be created or receive mail, nor a destination
+    there be added, so the domain itself is refused, with a message that says why.
+    """
+    for suffix in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        if suffix == "test" and email_validator.TEST_ENVIRONMENT:
+            continue  # email-validator lets .test through then, and so do we
+        if ascii_name == suffix or ascii_name.endswith(f".{suffix}"):
+            raise InvalidDomain(
+                f"{ascii_name} is under .{suffix}, a special-use domain name (RFC 6761) "
+                "that no email address may use"
+            )
 
 
 def unicode_domain(ascii_name: str) -> str:

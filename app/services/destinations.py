@@ -24,7 +24,7 @@ from app.errors import (
     VerificationFailed,
 )
 from app.resolver import Resolver, is_null_mx
-from app.services import outbox
+from app.services import outbox, verification_limits
 from app.services.digests import hash_secret
 from app.services.integrity import flush_unique
 
@@ -186,8 +186,9 @@ async def _refuse_duplicate(session: AsyncSession, address: str) -> None:
 async def _send_verification(
     session: AsyncSession, destination: Destination, identity: MailIdentity
 ) -> None:
-    token = secrets.token_urlsafe(32)
     now = utcnow()
+    await verification_limits.take_send(session, destination, now)
+    token = secrets.token_urlsafe(32)
     session.add(
         VerificationToken(
             destination_id=destination.id,

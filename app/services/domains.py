@@ -7,12 +7,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Domain
 from app.errors import DomainExists, DomainNotFound
-from app.routing import normalize_domain
+from app.routing import normalize_domain, refuse_special_use
 from app.services.integrity import flush_unique
 
 
 async def create_domain(session: AsyncSession, name: str, *, subaddressing: bool = True) -> Domain:
     ascii_name = normalize_domain(name)
+    # Here, not in normalize_domain: a domain added before this check can still be found
+    # and deleted.
+    refuse_special_use(ascii_name)
     exists = DomainExists(f"the domain {ascii_name} already exists")
     if await _find(session, ascii_name) is not None:
         raise exists

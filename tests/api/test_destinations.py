@@ -3,6 +3,8 @@ listing, resending and removing them."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import email
 import email.policy
 import re
@@ -15,8 +17,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.models import Delivery, Message, VerificationToken
+from app.api.app import create_app
+from app.api.context import ApiContext
+from app.db.engine import create_engine, create_sessionmaker, session_scope
+from app.db.models import Delivery, Message, VerificationSend, VerificationToken
 from app.resolver import MxRecord
+from app.services.verification_limits import RESEND_COOLDOWN
 from tests.conftest import HOSTNAME, PUBLIC_URL
 from tests.fakes import FakeResolver
 from tests.matchers import Recent
@@ -68,6 +74,29 @@ def link_token(message: Message) -> str:
     match = LINK.search(body.get_content())
     assert match is not None, body.get_content()
     return match.group(1)
+
+
+async def time_passes(
+    sessionmaker: async_sessionmaker[AsyncSession], by: timedelta = RESEND_COOLDOWN
+) -> None:
+    """Move every recorded verification send ``by`` into the past, as if that much time
+    had passed (the resend limits read the clock of the sends' rows)."""
+    async with session_scope(sessionmaker) as session:
+        for send in await session.scalars(select(VerificationSend)):
+            send.sent_at -= by
+
+
+async def sends_of(sessionmaker: async_sessionmaker[AsyncSession]) -> list[datetime]:
+    async with sessionmaker() as session:
+        query = select(VerificationSend.sent_at).order_by(VerificationSend.sent_at)
+        return list(await session.scalars(query))
+
+
+def retry_after(response: httpx.Response) -> int:
+    assert response.status_code == 429, response.text
+    seconds = int(response.headers["retry-after"])
+    assert response.json()["error"]["message"].endswith(f"; retry in {seconds} s")
+    return seconds
 
 
 # --- POST /v1/destinations ----------------------------------------------------------------
@@ -313,8 +342,11 @@ async def test_get_destination_non_numeric_id_is_422(client: httpx.AsyncClient) 
 # --- POST /v1/destinations/{id}/resend ----------------------------------------------------
 
 
-async def test_resend_verification_returns_the_destination(client: httpx.AsyncClient) -> None:
+async def test_resend_verification_returns_the_destination(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     created = await add_destination(client, "me@inbox.example")
+    await time_passes(sessionmaker)
 
     response = await client.post(f"/v1/destinations/{created['id']}/resend")
 
@@ -326,6 +358,7 @@ async def test_resend_verification_queues_a_new_message(
     client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     created = await add_destination(client, "me@inbox.example")
+    await time_passes(sessionmaker)
     await client.post(f"/v1/destinations/{created['id']}/resend")
 
     messages = await stored_messages(sessionmaker)
@@ -355,6 +388,145 @@ async def test_resend_verification_unknown_is_404(client: httpx.AsyncClient) -> 
 
     assert response.status_code == 404
     assert response.json() == error("destination_not_found", "no destination with id 999")
+
+
+async def test_resend_verification_within_five_minutes_of_the_first_is_429(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+
+    response = await client.post(f"/v1/destinations/{created['id']}/resend")
+
+    seconds = retry_after(response)
+    assert 295 <= seconds <= 300
+    assert response.json() == error(
+        "resend_limited",
+        "a verification message was sent to me@inbox.example less than 5 minutes ago; "
+        f"retry in {seconds} s",
+    )
+    assert len(await stored_messages(sessionmaker)) == 1
+
+
+async def test_resend_verification_retry_after_counts_down(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await time_passes(sessionmaker, timedelta(minutes=4))
+
+    response = await client.post(f"/v1/destinations/{created['id']}/resend")
+
+    assert retry_after(response) in (59, 60)
+
+
+async def test_resend_verification_five_minutes_after_the_last_is_sent(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await time_passes(sessionmaker)
+    first = await client.post(f"/v1/destinations/{created['id']}/resend")
+
+    second = await client.post(f"/v1/destinations/{created['id']}/resend")
+
+    assert first.status_code == 200
+    assert 295 <= retry_after(second) <= 300
+    assert len(await stored_messages(sessionmaker)) == 2
+
+
+async def test_resend_verification_ten_a_day(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    statuses = []
+    for _ in range(9):
+        await time_passes(sessionmaker)
+        statuses.append((await client.post(f"/v1/destinations/{created['id']}/resend")).status_code)
+    await time_passes(sessionmaker)
+
+    response = await client.post(f"/v1/destinations/{created['id']}/resend")
+
+    assert statuses == [200] * 9
+    first_send = (await sends_of(sessionmaker))[0]
+    expected = (first_send + timedelta(days=1) - datetime.now(UTC)).total_seconds()
+    assert abs(retry_after(response) - expected) <= 2
+    assert response.json()["error"]["message"].startswith(
+        "me@inbox.example was sent 10 verification messages in the last 24 hours; "
+    )
+    assert len(await stored_messages(sessionmaker)) == 10
+
+
+async def test_resend_verification_allowed_again_a_day_after(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    for _ in range(9):
+        await time_passes(sessionmaker)
+        await client.post(f"/v1/destinations/{created['id']}/resend")
+    await time_passes(sessionmaker, timedelta(days=1) - 9 * RESEND_COOLDOWN)
+
+    response = await client.post(f"/v1/destinations/{created['id']}/resend")
+
+    assert response.status_code == 200
+    assert len(await stored_messages(sessionmaker)) == 11
+    assert len(await sends_of(sessionmaker)) == 10  # the one a day old is forgotten
+
+
+async def test_resend_verification_limits_each_destination_alone(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    mine = await add_destination(client, "me@inbox.example")
+    await time_passes(sessionmaker)
+    theirs = await add_destination(client, "you@inbox.example")
+    await client.post(f"/v1/destinations/{mine['id']}/resend")
+
+    limited = await client.post(f"/v1/destinations/{theirs['id']}/resend")
+
+    assert limited.status_code == 429
+    assert (await client.post(f"/v1/destinations/{mine['id']}/resend")).status_code == 429
+    await time_passes(sessionmaker)
+    assert (await client.post(f"/v1/destinations/{theirs['id']}/resend")).status_code == 200
+
+
+async def test_resend_verification_concurrent_requests_send_one(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await time_passes(sessionmaker)
+
+    responses = await asyncio.gather(
+        *(client.post(f"/v1/destinations/{created['id']}/resend") for _ in range(5))
+    )
+
+    assert sorted(r.status_code for r in responses) == [200] + [429] * 4
+    assert len(await stored_messages(sessionmaker)) == 2
+
+
+async def test_resend_verification_limit_is_kept_in_the_database(
+    client: httpx.AsyncClient, api_context: ApiContext, api_token: str, database_url: str
+) -> None:
+    # Another node (or this one restarted): its own engine and app, the same count.
+    created = await add_destination(client, "me@inbox.example")
+    engine = create_engine(database_url)
+    other = dataclasses.replace(api_context, sessionmaker=create_sessionmaker(engine))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(other)),
+            base_url="http://other.test",
+            headers={"Authorization": f"Bearer {api_token}"},
+        ) as elsewhere:
+            response = await elsewhere.post(f"/v1/destinations/{created['id']}/resend")
+    finally:
+        await engine.dispose()
+
+    assert response.status_code == 429
+
+
+async def test_resend_verification_deleted_destination_forgets_its_sends(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    created = await add_destination(client, "me@inbox.example")
+    await client.delete(f"/v1/destinations/{created['id']}")
+
+    assert await sends_of(sessionmaker) == []
 
 
 # --- DELETE /v1/destinations/{id} ---------------------------------------------------------

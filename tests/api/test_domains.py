@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import email_validator
 import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db.engine import session_scope
+from app.db.models import Domain
+from app.errors import InvalidAddress
 from app.resolver import MxRecord
+from app.routing import parse_address
 from tests.conftest import HOSTNAME
 from tests.fakes import FakeResolver
 from tests.matchers import Recent
@@ -132,6 +139,72 @@ async def test_create_domain_refuses_name_without_dot(client: httpx.AsyncClient)
     assert response.json() == error(
         "invalid_domain", "'localhost' is not a fully qualified domain name (it has no dot)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "normalized", "suffix"),
+    [
+        ("alias.test", "alias.test", "test"),
+        ("Mail.Example.TEST.", "mail.example.test", "test"),
+        ("printer.local", "printer.local", "local"),
+        ("shop.localhost", "shop.localhost", "localhost"),
+        ("nothing.invalid", "nothing.invalid", "invalid"),
+        ("hidden.onion", "hidden.onion", "onion"),
+        ("router.home.arpa", "router.home.arpa", "arpa"),
+    ],
+)
+async def test_create_domain_refuses_special_use_name(
+    client: httpx.AsyncClient, name: str, normalized: str, suffix: str
+) -> None:
+    response = await client.post("/v1/domains", json={"name": name})
+
+    assert response.status_code == 422
+    assert response.json() == error(
+        "invalid_domain",
+        f"{normalized} is under .{suffix}, a special-use domain name (RFC 6761) "
+        "that no email address may use",
+    )
+
+
+@pytest.mark.parametrize("suffix", email_validator.SPECIAL_USE_DOMAIN_NAMES)
+async def test_special_use_names_refused_alike_for_domains_aliases_destinations(
+    client: httpx.AsyncClient, suffix: str
+) -> None:
+    # One list (email-validator's) for all three: a domain accepted here can have aliases.
+    domain = await client.post("/v1/domains", json={"name": f"mail.{suffix}"})
+    destination = await client.post("/v1/destinations", json={"email": f"me@mail.{suffix}"})
+
+    assert (domain.status_code, domain.json()["error"]["code"]) == (422, "invalid_domain")
+    assert (destination.status_code, destination.json()["error"]["code"]) == (
+        422,
+        "invalid_address",
+    )
+    with pytest.raises(InvalidAddress):
+        parse_address(f"shop@mail.{suffix}")  # what aliases and RCPT TO are parsed with
+
+
+async def test_special_use_check_allows_the_names_tests_use(client: httpx.AsyncClient) -> None:
+    # .example is reserved (RFC 2606) but not special-use for email-validator: addresses
+    # on it parse, so domains on it are allowed, as tests and documentation use them.
+    await add_domain(client, "inbox.example")
+    alias = await client.post(
+        "/v1/domains/inbox.example/aliases", json={"local_part": "shop", "action": "drop"}
+    )
+    destination = await client.post("/v1/destinations", json={"email": "me@inbox.example"})
+
+    assert (alias.status_code, destination.status_code) == (201, 201)
+
+
+async def test_special_use_domain_added_before_the_check_can_be_deleted(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with session_scope(sessionmaker) as session:
+        session.add(Domain(name="alias.test"))
+
+    listed = await client.get("/v1/domains/alias.test")
+    deleted = await client.delete("/v1/domains/alias.test")
+
+    assert (listed.status_code, deleted.status_code) == (200, 204)
 
 
 async def test_create_domain_refuses_ip_address(client: httpx.AsyncClient) -> None:

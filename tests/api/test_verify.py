@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api.app import create_app
 from app.api.context import ApiContext
 from app.db.models import Message, VerificationToken
+from tests.api.test_destinations import time_passes
 from tests.conftest import PUBLIC_URL
 from tests.matchers import Recent
 
@@ -288,8 +289,13 @@ async def test_confirm_verification_unknown_token_is_404(browser: httpx.AsyncCli
 
 
 async def test_confirm_verification_old_link_fails_after_resend(
-    client: httpx.AsyncClient, browser: httpx.AsyncClient, destination: dict, link: str
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    destination: dict,
+    link: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
+    await time_passes(sessionmaker)
     await client.post(f"/v1/destinations/{destination['id']}/resend")
 
     response = await browser.post(link)
@@ -305,6 +311,7 @@ async def test_confirm_verification_new_link_works_after_resend(
     link: str,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
+    await time_passes(sessionmaker)
     await client.post(f"/v1/destinations/{destination['id']}/resend")
     new_link = await latest_link(sessionmaker)
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from app.errors import InvalidAddress, InvalidDomain, InvalidLocalPart
-from app.routing import Address, normalize_domain, normalize_local_part, parse_address
+from app.routing import (
+    Address,
+    normalize_domain,
+    normalize_local_part,
+    parse_address,
+    refuse_special_use,
+)
 
 OURS = "ours.example"
 
@@ -255,3 +261,16 @@ def test_normalize_local_part_error_does_not_mention_the_domain() -> None:
     with pytest.raises(InvalidLocalPart) as caught:
         normalize_local_part("a b", OURS)
     assert OURS not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "name", ["test", "alias.test", "a.b.local", "x.onion", "4.3.2.1.in-addr.arpa"]
+)
+def test_refuse_special_use_refuses_names_under_the_list(name: str) -> None:
+    with pytest.raises(InvalidDomain, match=r"special-use domain name \(RFC 6761\)"):
+        refuse_special_use(name)
+
+
+@pytest.mark.parametrize("name", ["example.org", "inbox.example", "my.latest", "local.example"])
+def test_refuse_special_use_allows_other_names(name: str) -> None:
+    refuse_special_use(name)

@@ -50,7 +50,8 @@ async def get_destination(destination_id: Id, session: SessionDep) -> Destinatio
 async def resend_verification(
     destination_id: Id, session: SessionDep, context: ContextDep, tasks: BackgroundTasks
 ) -> DestinationPublic:
-    """Mail a fresh verification link; earlier links stop working."""
+    """Mail a fresh verification link; earlier links stop working. At most one every 5
+    minutes and 10 in 24 hours per destination, the first included: past that, 429."""
     destination = await destinations.resend_verification(
         session, destination_id, identity=context.identity
     )
