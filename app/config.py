@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     smarthost_username: str | None = None
     smarthost_password: str | None = None
     smarthost_tls: Literal["starttls", "implicit", "none"] = "starttls"
+    # Check the smarthost's certificate against its name (system CAs, plus this file's).
+    smarthost_tls_verify: bool = True
+    smarthost_ca_file: FilePath | None = None
     inline_delivery_timeout: float = Field(default=15.0, ge=0, le=300)
     queue_lifetime: timedelta = timedelta(days=5)
     activity_retention_days: int = Field(default=30, ge=1)

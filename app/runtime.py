@@ -117,6 +117,8 @@ def delivery_worker(rt: Runtime) -> DeliveryWorker:
         password=s.smarthost_password if smarthost else None,
         implicit_tls=bool(smarthost) and s.smarthost_tls == "implicit",
         starttls=not smarthost or s.smarthost_tls == "starttls",
+        verify_certificates=bool(smarthost) and s.smarthost_tls_verify,
+        ca_file=s.smarthost_ca_file if smarthost else None,
     )
     config = WorkerConfig(
         hostname=s.hostname,
