@@ -36,6 +36,7 @@ from app.delivery.mx import Target
 from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
 from app.resolver import DnsResolver
+from app.routing.networks import DeliveryNetworks
 from app.routing.srs import Srs
 from app.services import activity, queue, server_state
 from app.smtp.handler import InboundConfig, InboundHandler
@@ -125,11 +126,16 @@ def delivery_worker(rt: Runtime) -> DeliveryWorker:
         delivery_port=s.delivery_port,
         relay=relay,
         smarthost=smarthost,
+        networks=delivery_networks(s),
         lease=timedelta(seconds=s.delivery_lease),
         connection_idle=IDLE_LIMIT,
         linger=LINGER,
     )
     return DeliveryWorker(rt.sessionmaker, rt.resolver, config, transactions=rt.transactions)
+
+
+def delivery_networks(s: Settings) -> DeliveryNetworks:
+    return DeliveryNetworks.for_listener(s.delivery_allowed_networks, s.smtp_host, s.smtp_port)
 
 
 async def run_worker(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ratelimit import Clock, Rate
 from app.resolver import Resolver
+from app.routing.networks import GLOBAL_ONLY, DeliveryNetworks
 from app.services.destinations import MailIdentity
 
 
@@ -18,6 +19,8 @@ class ApiContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     resolver: Resolver
     identity: MailIdentity
+    # Where delivery may connect: a destination whose mail hosts are all outside is refused.
+    delivery_networks: DeliveryNetworks = GLOBAL_ONLY
     # Wakes a delivery worker in the same process when mail is queued (serve).
     on_queued: Callable[[], None] | None = None
     # Requests per token, and failed authentications per client address; None: no limit.

@@ -14,6 +14,7 @@ from app.api.context import ApiContext
 from app.config import Settings
 from app.ratelimit import Rate
 from app.resolver import Resolver
+from app.routing.networks import DeliveryNetworks
 from app.services.destinations import MailIdentity
 
 
@@ -37,6 +38,9 @@ async def run_api(
         sessionmaker=sessionmaker,
         resolver=resolver,
         identity=MailIdentity(hostname=s.hostname, public_url=s.public_url),
+        delivery_networks=DeliveryNetworks.for_listener(
+            s.delivery_allowed_networks, s.smtp_host, s.smtp_port
+        ),
         on_queued=on_queued,
         token_rate=token_rate,
         auth_failure_rate=auth_failure_rate,
