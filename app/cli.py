@@ -16,6 +16,7 @@ from app.db.engine import create_engine, create_sessionmaker, session_scope
 from app.errors import MailrouteError
 from app.resolver import DnsResolver
 from app.routing import Action
+from app.routing.networks import DeliveryNetworks
 from app.services import aliases, destinations, domains, queue, tokens
 from app.services.destinations import MailIdentity
 
@@ -240,7 +241,16 @@ def destination_add(
         resolver = DnsResolver(settings.dns_nameservers)
         dest = _run_db(
             lambda s: destinations.create_destination(
-                s, email, resolver=resolver, identity=_identity(settings)
+                s,
+                email,
+                resolver=resolver,
+                identity=_identity(settings),
+                networks=DeliveryNetworks.for_destinations(
+                    settings.delivery_allowed_networks,
+                    settings.smtp_host,
+                    settings.smtp_port,
+                    smarthost=bool(settings.smarthost),
+                ),
             )
         )
     typer.echo(f"destination {dest.id} {dest.email} added ({dest.status})")

@@ -53,6 +53,13 @@ class Nameserver(tuple[str, int]):
         return self[1]
 
 
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a network such as 10.0.0.0/8") from None
+
+
 def _port(text: str, whole: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ValueError(f"{whole!r} has an invalid port")
@@ -74,6 +81,11 @@ class Settings(BaseSettings):
     hostname: str = Field(default_factory=socket.getfqdn)
     dns_nameservers: Annotated[list[Nameserver], NoDecode] = Field(default_factory=list)
     delivery_port: int = Field(default=25, ge=1, le=65535)
+    # Networks MX delivery may connect to beyond the globally reachable addresses
+    # (comma-separated CIDRs: a LAN, a test rig); empty: none (app.routing.networks).
+    delivery_allowed_networks: Annotated[
+        list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode
+    ] = Field(default_factory=list)
     max_message_size: int = Field(default=25 * MIB, ge=1024)
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
@@ -85,6 +97,9 @@ class Settings(BaseSettings):
     smarthost_username: str | None = None
     smarthost_password: str | None = None
     smarthost_tls: Literal["starttls", "implicit", "none"] = "starttls"
+    # Check the smarthost's certificate against its name (system CAs, plus this file's).
+    smarthost_tls_verify: bool = True
+    smarthost_ca_file: FilePath | None = None
     inline_delivery_timeout: float = Field(default=15.0, ge=0, le=300)
     queue_lifetime: timedelta = timedelta(days=5)
     activity_retention_days: int = Field(default=30, ge=1)
@@ -203,6 +218,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"must be comma-separated IP addresses or CIDR networks: {exc}"
             ) from None
+
+    @field_validator("delivery_allowed_networks", mode="before")
+    @classmethod
+    def _split_allowed_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [_network(part) for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("hostname")
     @classmethod

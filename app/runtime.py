@@ -36,6 +36,7 @@ from app.delivery.mx import Target
 from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
 from app.resolver import DnsResolver
+from app.routing.networks import DeliveryNetworks
 from app.routing.srs import Srs
 from app.services import activity, queue, server_state
 from app.smtp.handler import InboundConfig, InboundHandler
@@ -117,17 +118,31 @@ def delivery_worker(rt: Runtime) -> DeliveryWorker:
         password=s.smarthost_password if smarthost else None,
         implicit_tls=bool(smarthost) and s.smarthost_tls == "implicit",
         starttls=not smarthost or s.smarthost_tls == "starttls",
+        verify_certificates=bool(smarthost) and s.smarthost_tls_verify,
+        ca_file=s.smarthost_ca_file if smarthost else None,
     )
     config = WorkerConfig(
         hostname=s.hostname,
         delivery_port=s.delivery_port,
         relay=relay,
         smarthost=smarthost,
+        networks=delivery_networks(s),
         lease=timedelta(seconds=s.delivery_lease),
         connection_idle=IDLE_LIMIT,
         linger=LINGER,
     )
     return DeliveryWorker(rt.sessionmaker, rt.resolver, config, transactions=rt.transactions)
+
+
+def delivery_networks(s: Settings) -> DeliveryNetworks:
+    """Where MX delivery may connect."""
+    return DeliveryNetworks.for_listener(s.delivery_allowed_networks, s.smtp_host, s.smtp_port)
+
+
+def destination_networks(s: Settings) -> DeliveryNetworks:
+    return DeliveryNetworks.for_destinations(
+        s.delivery_allowed_networks, s.smtp_host, s.smtp_port, smarthost=bool(s.smarthost)
+    )
 
 
 async def run_worker(
@@ -307,7 +322,15 @@ async def _run_api(rt: Runtime, stop: asyncio.Event, on_queued: Callable[[], Non
     # and SMTP children need not carry.
     from app.api.server import run_api
 
-    await run_api(rt.settings, rt.sessionmaker, rt.resolver, stop, on_queued, await load_srs(rt))
+    await run_api(
+        rt.settings,
+        rt.sessionmaker,
+        rt.resolver,
+        stop,
+        on_queued,
+        srs=await load_srs(rt),
+        networks=destination_networks(rt.settings),
+    )
 
 
 async def _stopping_all_on_error(part: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:

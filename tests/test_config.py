@@ -64,6 +64,29 @@ def test_settings_parse_nameserver_list(monkeypatch: pytest.MonkeyPatch) -> None
     ]
 
 
+def test_settings_parse_delivery_allowed_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().delivery_allowed_networks == []
+    monkeypatch.setenv("MAILROUTE_DELIVERY_ALLOWED_NETWORKS", "127.0.0.0/8, fd00::/8,10.1.2.3")
+    assert [str(n) for n in load_settings().delivery_allowed_networks] == [
+        "127.0.0.0/8",
+        "fd00::/8",
+        "10.1.2.3/32",
+    ]
+
+
+def test_settings_refuse_a_bad_delivery_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILROUTE_DELIVERY_ALLOWED_NETWORKS", "127.0.0.0/8,lan")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "MAILROUTE_DELIVERY_ALLOWED_NETWORKS" in str(raised.value)
+    assert "'lan' is not a network" in str(raised.value)
+
+
+def test_settings_smarthost_certificate_checked_by_default() -> None:
+    settings = load_settings()
+    assert (settings.smarthost_tls_verify, settings.smarthost_ca_file) == (True, None)
+
+
 @pytest.mark.parametrize(
     "text", ["dns.example", "127.0.0.1:0", "127.0.0.1:99999", "[::1", "1.2.3.4:x"]
 )

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ratelimit import Clock, Rate
 from app.resolver import Resolver
+from app.routing.networks import GLOBAL_ONLY, DeliveryNetworks
 from app.routing.srs import Srs
 from app.services.destinations import MailIdentity
 
@@ -19,6 +20,8 @@ class ApiContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     resolver: Resolver
     identity: MailIdentity
+    # Where delivery may connect: a destination whose mail hosts are all outside is refused.
+    delivery_networks: DeliveryNetworks = GLOBAL_ONLY
     # Wakes a delivery worker in the same process when mail is queued (serve).
     on_queued: Callable[[], None] | None = None
     # Requests per token, and failed authentications per client address; None: no limit.

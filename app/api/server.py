@@ -16,6 +16,7 @@ from app.api.context import ApiContext
 from app.config import Settings
 from app.ratelimit import Rate
 from app.resolver import Resolver
+from app.routing.networks import DeliveryNetworks
 from app.routing.srs import Srs
 from app.services.destinations import MailIdentity
 
@@ -34,13 +35,17 @@ async def run_api(
     resolver: Resolver,
     stop: asyncio.Event,
     on_queued: Callable[[], None] | None = None,
+    *,
     srs: Srs | None = None,
+    networks: DeliveryNetworks | None = None,
 ) -> None:
     token_rate, auth_failure_rate = api_rates(s)
     context = ApiContext(
         sessionmaker=sessionmaker,
         resolver=resolver,
         identity=MailIdentity(hostname=s.hostname, public_url=s.public_url),
+        delivery_networks=networks
+        or DeliveryNetworks.for_listener(s.delivery_allowed_networks, s.smtp_host, s.smtp_port),
         on_queued=on_queued,
         token_rate=token_rate,
         auth_failure_rate=auth_failure_rate,

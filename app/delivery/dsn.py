@@ -6,6 +6,7 @@ to: a bounce must not reveal where a disposable address leads.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import textwrap
@@ -17,14 +18,22 @@ from app import message as message_bytes
 from app.message import header_safe
 
 _LINE_BREAKS = re.compile(r"[\r\n\t]+")
-_IP_ADDRESS = re.compile(
-    r"\b\d{1,3}(?:\.\d{1,3}){3}\b"  # IPv4
-    r"|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|[0-9a-f:]*[0-9a-f]::[0-9a-f:]*",  # IPv6
+# A run of the characters an IP address is written with, matched only from the run's
+# start (the look-behind) and taken whole: each character is looked at a bounded number of
+# times, so the pattern is linear in the reply's length (the old one, with two unbounded
+# runs around "::", backtracked quadratically on a long hex-and-colon line). Whether a run
+# is an address is then decided by the ipaddress module, not by the pattern.
+_ADDRESS_LIKE = re.compile(
+    r"(?:(?<=IPv6:)|(?<![0-9a-z:.]))[0-9a-f:.]{2,}",  # RFC 5321 4.1.3: [IPv6:...] literals
     re.IGNORECASE,
 )
 _PARTIAL_ESCAPE = re.compile(r"\\x\{[0-9A-F]*$")
 # Status fields are lines of one header section (RFC 5322 2.1.1: at most 998 octets).
 MAX_DIAGNOSTIC = 900
+# The original's header section quoted in the text/rfc822-headers part (RFC 3462 / 6522):
+# enough for any real message's trace, never a megabyte of fields a forger chose to send
+# back at whoever's address they put in MAIL FROM.
+MAX_QUOTED_HEADER = 64 * 1024
 HIDDEN_DOMAIN = "the destination domain"
 HIDDEN_ADDRESS = "[address hidden]"
 
@@ -92,7 +101,7 @@ def build(
     ]
     body = b"".join(f"--{boundary}\r\n{part}\r\n".encode() for part in parts) + (
         f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode()
-        + _crlf(message_bytes.header_section(original))
+        + quoted_header(original)
         + f"\r\n--{boundary}--\r\n".encode()
     )
     return ("\r\n".join(headers) + "\r\n\r\n").encode() + body, message_id
@@ -137,7 +146,44 @@ def hide_destination(text: str, destination: str, alias: str) -> str:
     domain = destination.rpartition("@")[2]
     if domain:
         text = re.sub(rf"\b{re.escape(domain)}\b", HIDDEN_DOMAIN, text, flags=re.IGNORECASE)
-    return _IP_ADDRESS.sub(HIDDEN_ADDRESS, text)
+    return _ADDRESS_LIKE.sub(_hidden_address, text)
+
+
+def _hidden_address(match: re.Match[str]) -> str:
+    """The IPv4 or IPv6 address in a run hidden, what follows it in the run kept (a
+    sentence's full stop, a ":25" port); a run with no address in it
+    (a status code, a time of day) left as it was. A handful of parses per run: linear."""
+    run = match.group()
+    for start, end in _address_spans(run):
+        try:
+            ipaddress.ip_address(run[start:end])
+        except ValueError:
+            continue
+        return run[:start] + HIDDEN_ADDRESS + run[end:]
+    return run
+
+
+def _address_spans(run: str) -> list[tuple[int, int]]:
+    """Where in ``run`` an address may be: the whole run, less a trailing full stop or
+    colon, or up to a first colon (``192.0.2.1:25``)."""
+    spans = [(0, len(run)), (0, len(run.rstrip("."))), (0, len(run.rstrip(".:")))]
+    first_colon = run.find(":")
+    if first_colon > 0:
+        spans.append((0, first_colon))
+    return spans
+
+
+def quoted_header(original: bytes, limit: int = MAX_QUOTED_HEADER) -> bytes:
+    """The original's header section with CRLF line ends, cut after the last whole field
+    that fits in ``limit`` octets (a line starting with space or tab continues the field
+    before it, RFC 5322 2.2.3, so a cut is made only before a line that starts a field)."""
+    head = _crlf(message_bytes.header_section(original))
+    if len(head) <= limit:
+        return head
+    cut = head.rfind(b"\r\n", 0, limit - 1)
+    while cut != -1 and head[cut + 2 : cut + 3] in (b" ", b"\t"):
+        cut = head.rfind(b"\r\n", 0, cut)
+    return head[: cut + 2] if cut != -1 else b""
 
 
 def _crlf(data: bytes) -> bytes:

@@ -1,9 +1,11 @@
 """Where mail for a domain goes: its MX hosts in preference order, equal ones shuffled
-(RFC 5321 5.1), the domain itself when it has no MX, nowhere when it has a null MX (RFC 7505).
+(RFC 5321 5.1), the domain itself when it has no MX, nowhere when it has a null MX (RFC 7505),
+and only to addresses the delivery policy permits (app.routing.networks).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +14,17 @@ from itertools import groupby
 from app.delivery.outcome import Outcome, Result
 from app.errors import DnsNoSuchDomain, DnsTemporaryFailure
 from app.resolver import MxRecord, Resolver, is_null_mx
+from app.routing.networks import DeliveryNetworks
+
+log = logging.getLogger(__name__)
+
+# Postfix says 5.4.4 when a domain's mail "loops back to myself"; so does an MX pointing at
+# an internal address: no host that may be connected to is left, and DNS is the sender's
+# (or the forger's) answer, so trying again later will not help.
+S554_ONLY_INTERNAL_HOSTS = (
+    "554 5.4.4 the mail hosts of {domain} resolve only to internal or own addresses,"
+    " which this server does not deliver to"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +47,8 @@ async def resolve_targets(
     domain: str,
     port: int,
     shuffle: Callable[[list[str]], None] = random.shuffle,
+    *,
+    networks: DeliveryNetworks,
 ) -> list[Target]:
     try:
         records = await resolver.mx(domain)
@@ -50,7 +65,14 @@ async def resolve_targets(
             )
         )
     hosts = _ordered_hosts(records, shuffle) if records else [domain]  # implicit MX
-    targets = [t for host in hosts for t in await _addresses(resolver, host, port)]
+    found = [t for host in hosts for t in await _addresses(resolver, host, port)]
+    targets = [t for t in found if _permitted(t, networks)]
+    if found and not targets and all(any(t.host == h for t in found) for h in hosts):
+        # Every host resolved, every address refused. A host that did not resolve at
+        # all may later resolve somewhere permitted: that case defers, below.
+        raise NoRoute(
+            Outcome(Result.PERMANENT, S554_ONLY_INTERNAL_HOSTS.format(domain=domain), None, "5.4.4")
+        )
     if not targets:
         raise NoRoute(
             Outcome(
@@ -76,3 +98,10 @@ async def _addresses(resolver: Resolver, host: str, port: int) -> list[Target]:
         return [Target(host, address, port) for address in await resolver.addresses(host)]
     except (DnsNoSuchDomain, DnsTemporaryFailure):
         return []  # try the next MX; if none resolves, the caller defers
+
+
+def _permitted(target: Target, networks: DeliveryNetworks) -> bool:
+    refusal = networks.refusal(target.address, target.port)
+    if refusal is not None:
+        log.warning("not connecting to %s[%s]: %s", target.host, target.address, refusal)
+    return refusal is None

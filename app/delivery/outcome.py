@@ -12,6 +12,11 @@ from enum import StrEnum
 
 import aiosmtplib
 
+# RFC 5321 4.5.3.1.5: a reply line is at most 512 octets. A remote may send far more (a
+# line of 8 KiB, or 32 KiB of continuation lines, as aiosmtplib lets through); what we keep,
+# store, echo and run patterns over is cut here, where every reply enters.
+MAX_REPLY = 512
+
 
 class Result(StrEnum):
     DELIVERED = "delivered"
@@ -35,7 +40,13 @@ class Outcome:
         return self.result is Result.PERMANENT
 
 
+def bounded(text: str, limit: int = MAX_REPLY) -> str:
+    """``text`` cut to ``limit`` characters, before anything else looks at it."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def from_reply(code: int, text: str, remote: str | None) -> Outcome:
+    text = bounded(text, MAX_REPLY - len(f"{code} "))
     reply = f"{code} {text}".strip()
     status = _enhanced_status(text) or f"{str(code)[0]}.0.0"
     if 200 <= code < 300:
@@ -54,10 +65,10 @@ def from_exception(exc: BaseException, remote: str | None) -> Outcome:
         return from_reply(exc.code, exc.message, remote)
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         # RFC 6531 3.2: an SMTPUTF8 message to a server without it cannot be delivered.
-        return Outcome(Result.PERMANENT, f"550 5.6.7 {exc}", remote, "5.6.7")
+        return Outcome(Result.PERMANENT, bounded(f"550 5.6.7 {exc}"), remote, "5.6.7")
     if isinstance(exc, TimeoutError):
-        return Outcome(Result.TEMPORARY, f"timed out: {exc}", remote, "4.4.2")
-    return Outcome(Result.TEMPORARY, f"{type(exc).__name__}: {exc}", remote, "4.4.1")
+        return Outcome(Result.TEMPORARY, bounded(f"timed out: {exc}"), remote, "4.4.2")
+    return Outcome(Result.TEMPORARY, bounded(f"{type(exc).__name__}: {exc}"), remote, "4.4.1")
 
 
 def _enhanced_status(text: str) -> str | None:

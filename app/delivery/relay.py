@@ -3,24 +3,35 @@
 TLS: ``opportunistic`` is Postfix's ``may``: STARTTLS whenever the server offers it, the
 certificate not checked (an MX's certificate rarely matches its name, and checking would
 only make delivery fall back to plain text). ``require`` refuses to send in clear.
+
+A smarthost is different: the operator named it, and we log in to it. Its certificate is
+checked against its name (Postfix's ``secure`` level) unless turned off, and a failed
+check defers rather than falling back to clear. Credentials are never sent without TLS
+(RFC 4954 4 and 14: PLAIN and LOGIN send the password as it is): a smarthost that does
+not offer STARTTLS, or one we were told not to upgrade, gets no AUTH, and the mail waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import re
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import aiosmtplib
 from aiosmtplib.protocol import SMTPProtocol
 
 from app.delivery.mx import Target
-from app.delivery.outcome import Outcome, Result, from_exception, from_reply
+from app.delivery.outcome import Outcome, Result, bounded, from_exception, from_reply
 from app.message import has_bare_newline
+
+log = logging.getLogger(__name__)
 
 TlsPolicy = Literal["opportunistic", "require"]
 CONNECT_TIMEOUT = 30.0
@@ -39,6 +50,14 @@ class RelayConfig:
     password: str | None = None
     implicit_tls: bool = False
     starttls: bool = True  # False: never upgrade (a smarthost on a trusted network)
+    # Check the server's certificate against its host name (a smarthost); trusting the
+    # system's CAs and, if given, those in ``ca_file``.
+    verify_certificates: bool = False
+    ca_file: Path | None = None
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.username and self.password)
 
 
 class ConnectFailed(Exception):
@@ -214,14 +233,19 @@ async def connect(target: Target, config: RelayConfig) -> Connection:
     """Connect, EHLO, STARTTLS when offered (or required); ConnectFailed otherwise.
 
     Opportunistic TLS whose handshake fails is retried in clear at once, as Postfix's
-    ``may`` level does: encryption is a bonus there, never a reason not to deliver.
+    ``may`` level does: encryption is a bonus there, never a reason not to deliver. Not
+    so when the certificate is to be checked, or credentials are to be sent: then TLS
+    is what makes the connection acceptable at all.
     """
     try:
         return await _open(target, config, starttls=config.starttls)
     except TlsHandshakeFailed as exc:
-        if config.tls_policy == "require":
+        if config.tls_policy == "require" or config.verify_certificates or config.has_credentials:
+            log.warning("TLS with %s failed, not sending in clear: %s", exc.remote, exc)
             raise ConnectFailed(
-                Outcome(Result.TEMPORARY, f"TLS handshake failed: {exc}", exc.remote, "4.7.5")
+                Outcome(
+                    Result.TEMPORARY, bounded(f"TLS handshake failed: {exc}"), exc.remote, "4.7.5"
+                )
             ) from exc
         return await _open(target, config, starttls=False)
 
@@ -240,34 +264,26 @@ async def _open(target: Target, config: RelayConfig, *, starttls: bool) -> Conne
         timeout=config.timeout,
         use_tls=config.implicit_tls,
         start_tls=False,
-        validate_certs=False,
+        # Implicit TLS checks the name connected to: the smarthost's, as configured.
+        tls_context=_tls_context(config.verify_certificates, config.ca_file),
     )
     remote = f"{target.host}[{target.address}]"
     try:
         await client.connect(timeout=CONNECT_TIMEOUT)
         await client.ehlo()
+        encrypted = config.implicit_tls
         if starttls and not config.implicit_tls:
             if client.supports_extension("starttls"):
-                try:
-                    await client.starttls(tls_context=_unverified_context())
-                except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as exc:
-                    raise TlsHandshakeFailed(remote, str(exc)) from exc
-                await client.ehlo()  # RFC 3207 4.2: what the server offers starts over
+                await _starttls(client, target, config, remote)
+                encrypted = True
             elif config.tls_policy == "require":
                 raise ConnectFailed(
                     Outcome(
                         Result.TEMPORARY, "TLS required but STARTTLS not offered", remote, "4.7.5"
                     )
                 )
-        if config.username and config.password:
-            try:
-                await client.login(config.username, config.password)
-            except aiosmtplib.SMTPAuthenticationError as exc:
-                # Our credentials, our fault: retry (the operator may fix them) rather
-                # than bounce the sender's mail, like Postfix's smtp_sasl_auth_soft_bounce.
-                raise ConnectFailed(
-                    Outcome(Result.TEMPORARY, f"{exc.code} {exc.message}", remote, "4.7.8")
-                ) from exc
+        if config.has_credentials:
+            await _login(client, config, remote, encrypted=encrypted)
     except (ConnectFailed, TlsHandshakeFailed):
         client.close()
         raise
@@ -277,8 +293,56 @@ async def _open(target: Target, config: RelayConfig, *, starttls: bool) -> Conne
     return Connection(client, target)
 
 
-def _unverified_context() -> ssl.SSLContext:
+async def _starttls(
+    client: aiosmtplib.SMTP, target: Target, config: RelayConfig, remote: str
+) -> None:
+    try:
+        await client.starttls(
+            server_hostname=target.host,
+            tls_context=_tls_context(config.verify_certificates, config.ca_file),
+        )
+    except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as exc:
+        raise TlsHandshakeFailed(remote, str(exc)) from exc
+    await client.ehlo()  # RFC 3207 4.2: what the server offers starts over
+
+
+async def _login(
+    client: aiosmtplib.SMTP, config: RelayConfig, remote: str, *, encrypted: bool
+) -> None:
+    assert config.username and config.password
+    if not encrypted:
+        # RFC 5248's X.7.10, "encryption needed": the operator can enable TLS on the
+        # smarthost (or fix MAILROUTE_SMARTHOST_TLS); until then the mail waits.
+        log.warning(
+            "not sending the smarthost credentials to %s in clear: it offers no STARTTLS"
+            " or MAILROUTE_SMARTHOST_TLS is none; deferring",
+            remote,
+        )
+        raise ConnectFailed(
+            Outcome(
+                Result.TEMPORARY,
+                "credentials are sent only over TLS, and this connection is not encrypted",
+                remote,
+                "4.7.10",
+            )
+        )
+    try:
+        await client.login(config.username, config.password)
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        # Our credentials, our fault: retry (the operator may fix them) rather
+        # than bounce the sender's mail, like Postfix's smtp_sasl_auth_soft_bounce.
+        raise ConnectFailed(
+            Outcome(Result.TEMPORARY, bounded(f"{exc.code} {exc.message}"), remote, "4.7.8")
+        ) from exc
+
+
+@functools.cache
+def _tls_context(verify: bool, ca_file: Path | None) -> ssl.SSLContext:
+    """One context per setting, built once (it reads the CA files)."""
     context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
     return context

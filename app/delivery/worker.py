@@ -31,6 +31,7 @@ from app.delivery.mx import NoRoute, Target, resolve_targets
 from app.delivery.outcome import Outcome, Result
 from app.delivery.relay import ConnectFailed, RelayConfig, connect
 from app.resolver import Resolver
+from app.routing.networks import GLOBAL_ONLY, DeliveryNetworks
 from app.services import queue
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class WorkerConfig:
     delivery_port: int = 25
     relay: RelayConfig | None = None
     smarthost: Target | None = None  # replaces MX look-ups when set
+    # Where MX delivery may connect (the smarthost is exempt): by default only to global
+    # unicast addresses, never to our own listener (app.routing.networks).
+    networks: DeliveryNetworks = GLOBAL_ONLY
     batch_size: int = 100
     lease: timedelta = timedelta(minutes=10)
     poll_interval: float = 5.0
@@ -205,7 +209,12 @@ class DeliveryWorker:
             targets = (
                 [self.config.smarthost]
                 if self.config.smarthost
-                else await resolve_targets(self.resolver, domain, self.config.delivery_port)
+                else await resolve_targets(
+                    self.resolver,
+                    domain,
+                    self.config.delivery_port,
+                    networks=self.config.networks,
+                )
             )
         except NoRoute as exc:
             return {d.id: exc.outcome for d in items}

@@ -24,6 +24,7 @@ from app.errors import (
     VerificationFailed,
 )
 from app.resolver import Resolver, is_null_mx
+from app.routing.networks import GLOBAL_ONLY, DeliveryNetworks
 from app.services import outbox, verification_limits
 from app.services.digests import hash_secret
 from app.services.integrity import flush_unique
@@ -57,10 +58,14 @@ def normalize_email(email: str) -> str:
     return f"{result.local_part}@{result.ascii_domain.lower()}"
 
 
-async def check_receives_mail(resolver: Resolver, domain: str) -> None:
-    """Refuse a domain that publishes a null MX (RFC 7505): its owner says it takes no mail.
+async def check_receives_mail(
+    resolver: Resolver, domain: str, networks: DeliveryNetworks = GLOBAL_ONLY
+) -> None:
+    """Refuse a domain that publishes a null MX (RFC 7505): its owner says it takes no mail;
+    and one whose mail hosts all resolve to addresses delivery will not connect to
+    (app.routing.networks): its verification mail could never leave.
 
-    Only that explicit statement refuses. What this host's resolver cannot see (NXDOMAIN
+    Only those explicit answers refuse. What this host's resolver cannot see (NXDOMAIN
     from a split-horizon or offline resolver, a lame server, a timeout) may still be
     reachable through a smarthost or later; delivery of the verification mail decides.
     """
@@ -71,15 +76,48 @@ async def check_receives_mail(resolver: Resolver, domain: str) -> None:
         return
     if is_null_mx(records):
         raise UndeliverableDomain(f"{domain} publishes a null MX: it accepts no mail")
+    hosts = sorted({r.exchange for r in records if r.exchange}) if records else [domain]
+    refused = await _refused_hosts(resolver, hosts, networks)
+    if refused is not None:
+        raise UndeliverableDomain(
+            f"the mail hosts of {domain} resolve only to internal addresses, which this"
+            f" server does not deliver to ({refused}); an operator may allow a network"
+            " with MAILROUTE_DELIVERY_ALLOWED_NETWORKS"
+        )
+
+
+async def _refused_hosts(
+    resolver: Resolver, hosts: list[str], networks: DeliveryNetworks
+) -> str | None:
+    """The first refusal when every host resolves and every address is refused; else None."""
+    first: str | None = None
+    for host in hosts:
+        try:
+            addresses = await resolver.addresses(host)
+        except DnsError:
+            return None
+        if not addresses:
+            return None
+        for address in addresses:
+            refusal = networks.network_refusal(address)
+            if refusal is None:
+                return None
+            first = first or f"{host}: {refusal}"
+    return first
 
 
 async def create_destination(
-    session: AsyncSession, email: str, *, resolver: Resolver, identity: MailIdentity
+    session: AsyncSession,
+    email: str,
+    *,
+    resolver: Resolver,
+    identity: MailIdentity,
+    networks: DeliveryNetworks = GLOBAL_ONLY,
 ) -> Destination:
     """Add a pending destination and mail it a verification link."""
     address = normalize_email(email)
     # DNS first: the session has not begun yet, so no database lock waits on the network.
-    await check_receives_mail(resolver, address.rpartition("@")[2])
+    await check_receives_mail(resolver, address.rpartition("@")[2], networks)
     await _refuse_duplicate(session, address)
     destination = Destination(email=address, status=PENDING)
     session.add(destination)

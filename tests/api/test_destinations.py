@@ -149,7 +149,7 @@ async def test_create_destination_accepts_domain_with_address_only(
     client: httpx.AsyncClient, resolver: FakeResolver
 ) -> None:
     # RFC 5321 5.1: without MX records, the domain's address is the implicit MX.
-    resolver.address_records["host.example"] = ["192.0.2.25"]
+    resolver.address_records["host.example"] = ["93.184.215.14"]  # global unicast
 
     response = await client.post("/v1/destinations", json={"email": "me@host.example"})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from app.api.app import create_app
 from app.api.context import ApiContext
 from app.resolver import DnsResolver
+from app.routing.networks import DeliveryNetworks
 from tests.conftest import HOSTNAME
 from tests.peers.dnsmasq import Dnsmasq, Zone
 
@@ -19,24 +21,38 @@ pytestmark = pytest.mark.dnsmasq
 @pytest.fixture
 def dnsmasq_zone() -> Zone:
     return Zone(
-        local_domains=["published.example", "bare.example", "nomail.example"],
-        mx=[("published.example", HOSTNAME, 10), ("nomail.example", "", 0)],
+        local_domains=["published.example", "bare.example", "nomail.example", "loops.example"],
+        mx=[
+            ("published.example", HOSTNAME, 10),
+            ("nomail.example", "", 0),
+            ("loops.example", "localhost.loops.example", 10),
+        ],
         txt=[
             ("published.example", "v=spf1 mx include:_spf.other.example ~all"),
             ("_dmarc.published.example", "v=DMARC1; p=quarantine"),
         ],
-        hosts=[("bare.example", "127.0.0.9")],
+        hosts=[("bare.example", "127.0.0.9"), ("localhost.loops.example", "127.0.0.1")],
     )
 
 
 @pytest.fixture
+def delivery_networks() -> DeliveryNetworks:
+    """dnsmasq's addresses are on loopback, where delivery goes only when allowed."""
+    return DeliveryNetworks(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
+
+
+@pytest.fixture
 async def live_client(
-    api_context: ApiContext, dnsmasq: Dnsmasq, api_token: str
+    api_context: ApiContext,
+    dnsmasq: Dnsmasq,
+    api_token: str,
+    delivery_networks: DeliveryNetworks,
 ) -> AsyncIterator[httpx.AsyncClient]:
     context = ApiContext(
         sessionmaker=api_context.sessionmaker,
         resolver=DnsResolver([(dnsmasq.host, dnsmasq.port)], lifetime=3),
         identity=api_context.identity,
+        delivery_networks=delivery_networks,
     )
     transport = httpx.ASGITransport(app=create_app(context))
     headers = {"Authorization": f"Bearer {api_token}"}
@@ -94,3 +110,21 @@ async def test_destination_with_address_only_accepted_live(live_client: httpx.As
     response = await live_client.post("/v1/destinations", json={"email": "me@bare.example"})
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "pending"
+
+
+# The default policy (no network allowed) overrides the fixture's.
+@pytest.mark.parametrize("delivery_networks", [DeliveryNetworks()])
+@pytest.mark.parametrize("email", ["me@bare.example", "me@loops.example"])
+async def test_destination_on_loopback_refused_live_by_default(
+    live_client: httpx.AsyncClient, email: str
+) -> None:
+    # bare.example: A 127.0.0.9, no MX; loops.example: MX pointing at 127.0.0.1.
+    response = await live_client.post("/v1/destinations", json={"email": email})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "undeliverable_domain"
+    domain = email.partition("@")[2]
+    assert error["message"].startswith(
+        f"the mail hosts of {domain} resolve only to internal addresses"
+    )
+    assert (await live_client.get("/v1/destinations")).json() == []

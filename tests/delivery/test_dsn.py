@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage, Message
@@ -311,3 +312,42 @@ def test_build_many_long_recipients_keep_lines_short() -> None:
     )
 
     assert all(len(line) <= 998 for line in content.split(b"\r\n"))
+
+
+# Hiding addresses in a remote's reply, in time linear in its length
+
+
+@pytest.mark.parametrize(
+    ("reply", "hidden"),
+    [
+        ("550 refused for 192.0.2.7.", "550 refused for [address hidden]."),
+        ("550 from [IPv6:2001:db8::25] no", "550 from [IPv6:[address hidden]] no"),
+        ("421 198.51.100.4:25 busy", "421 [address hidden]:25 busy"),
+        ("550 fe80::1 and ::1 refused", "550 [address hidden] and [address hidden] refused"),
+        ("451 4.3.0 try at 12:30:05, queue 0a:ff", "451 4.3.0 try at 12:30:05, queue 0a:ff"),
+    ],
+)
+def test_hide_destination_hides_ip_addresses_only(reply: str, hidden: str) -> None:
+    assert dsn.hide_destination(reply, DESTINATION, ALIAS) == hidden
+
+
+def test_hide_destination_pattern_has_one_unbounded_repetition() -> None:
+    # Two unbounded runs side by side (the old "[0-9a-f:]*[0-9a-f]::[0-9a-f:]*") make the
+    # engine try every split of a long hex-and-colon line: quadratic time on the event
+    # loop. One run, taken whole from its start, is linear.
+    unbounded = re.findall(r"(?<!\\)[*+]|\{\d+,\}", dsn._ADDRESS_LIKE.pattern)
+    assert len(unbounded) == 1, unbounded
+
+
+def test_build_quotes_at_most_64_kib_of_header_cut_at_a_field() -> None:
+    fields = b"".join(
+        b"X-Filler-%d: %s\r\n\t%s\r\n" % (n, b"a" * 480, b"b" * 400) for n in range(1200)
+    )
+    content, _ = build(original=ORIGINAL.replace(b"\r\n\r\n", b"\r\n" + fields + b"\r\n", 1))
+    [quoted] = [p for p in parse(content).walk() if p.get_content_type() == "text/rfc822-headers"]
+    headers = quoted.get_payload(decode=True)
+    assert isinstance(headers, bytes)
+    assert len(fields) > 1_000_000
+    assert 0 < len(headers) <= dsn.MAX_QUOTED_HEADER
+    assert headers.startswith(b"Received: ")
+    assert headers.endswith(b"\t" + b"b" * 400 + b"\r\n")

@@ -1,8 +1,9 @@
 """The delivery worker relaying everything through a smarthost, with SMTP AUTH (RFC 4954).
 
-The smarthost is a real aiosmtpd server on loopback that checks credentials (PLAIN and
-LOGIN allowed without TLS, as a test sink may). The resolver knows no domain at all: with
-a smarthost, no MX look-up is needed.
+The smarthost is a real aiosmtpd server on loopback that checks credentials and records
+every AUTH attempt; it offers STARTTLS unless told not to, and would even take PLAIN and
+LOGIN in clear, so that the tests see whether we send them. The resolver knows no domain
+at all: with a smarthost, no MX look-up is needed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,12 +32,13 @@ from app.routing.srs import Srs
 from app.services import inbound
 from tests.conftest import HOSTNAME
 from tests.delivery.conftest import Clock
-from tests.delivery.sink import SERVER_HOSTNAME, Sink, _Controller
+from tests.delivery.sink import SERVER_HOSTNAME, Sink, _Controller, self_signed_context
 from tests.fakes import FakeResolver
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 USERNAME = "relay-user"
 PASSWORD = "relay-secret-123"
+SMARTHOST_NAME = "smarthost.test"
 CONTENT = b"From: alice@sender.example\r\nTo: shop@example.org\r\nSubject: hi\r\n\r\nHello\r\n"
 
 
@@ -89,18 +92,28 @@ class RunningSmarthost:
     def target(self) -> Target:
         return Target("smarthost", "127.0.0.1", self.port)
 
+    def named_target(self) -> Target:
+        """The smarthost by the name its own certificate carries (named_certificate)."""
+        return Target(SMARTHOST_NAME, "127.0.0.1", self.port)
+
 
 @pytest.fixture
-def make_smarthost() -> Iterator[Callable[..., RunningSmarthost]]:
-    """``make_smarthost(mechanisms=["LOGIN"], tls_context=..., ssl_context=...)``: an AUTH
-    sink offering those mechanisms, with STARTTLS or implicit TLS if given a context."""
+def make_smarthost(
+    sink_tls_context: ssl.SSLContext,
+) -> Iterator[Callable[..., RunningSmarthost]]:
+    """``make_smarthost(mechanisms=["LOGIN"], starttls=False, ssl_context=...)``: an AUTH
+    sink offering those mechanisms, with STARTTLS (the sinks' self-signed certificate, or
+    ``tls_context``'s) unless ``starttls`` is False, or implicit TLS if given a context."""
     controllers: list[_Controller] = []
 
     def make(
         mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"),
+        starttls: bool = True,
         tls_context: ssl.SSLContext | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> RunningSmarthost:
+        if starttls and ssl_context is None:
+            tls_context = tls_context or sink_tls_context
         sink = AuthSink()
         controller = _Controller(
             sink,
@@ -130,6 +143,8 @@ def relay_config(
     password: str | None = PASSWORD,
     starttls: bool = True,
     implicit_tls: bool = False,
+    verify_certificates: bool = False,
+    ca_file: Path | None = None,
 ) -> RelayConfig:
     return RelayConfig(
         local_hostname=HOSTNAME,
@@ -137,6 +152,8 @@ def relay_config(
         password=password,
         starttls=starttls,
         implicit_tls=implicit_tls,
+        verify_certificates=verify_certificates,
+        ca_file=ca_file,
     )
 
 
@@ -348,29 +365,133 @@ async def test_smarthost_without_auth_but_credentials_configured_defers(
 
 
 async def test_smarthost_starttls_then_auth(
-    sessionmaker: Sessionmaker,
-    clock: Clock,
-    make_smarthost: Callable[..., RunningSmarthost],
-    sink_tls_context: ssl.SSLContext,
+    sessionmaker: Sessionmaker, clock: Clock, make_smarthost: Callable[..., RunningSmarthost]
 ) -> None:
-    smarthost = make_smarthost(tls_context=sink_tls_context)
+    smarthost = make_smarthost()
     worker = worker_for(sessionmaker, clock, smarthost.target(), relay_config(starttls=True))
     await queue_inbound(sessionmaker, clock, ("me@inbox.example",))
     await worker.run_once()
     assert [(r.tls, r.login) for r in smarthost.sink.received] == [(True, USERNAME)]
 
 
-async def test_smarthost_starttls_off_stays_in_clear(
+async def deferred_without_auth(
+    sessionmaker: Sessionmaker, smarthost: RunningSmarthost, status: str
+) -> None:
+    """The one delivery waits with ``status``, and the smarthost saw no AUTH and no mail."""
+    [delivery] = await all_deliveries(sessionmaker)
+    assert (delivery.status, delivery.attempts) == ("queued", 1)
+    assert await activity_statuses(sessionmaker) == ["deferred"]
+    assert delivery.last_reply is not None and status in delivery.last_reply, delivery.last_reply
+    assert smarthost.sink.attempts == []
+    assert smarthost.sink.received == []
+    assert await bounces(sessionmaker) == []
+
+
+async def test_smarthost_without_starttls_gets_no_credentials(
     sessionmaker: Sessionmaker,
     clock: Clock,
     make_smarthost: Callable[..., RunningSmarthost],
-    sink_tls_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    smarthost = make_smarthost(tls_context=sink_tls_context)
+    # It offers AUTH PLAIN and LOGIN in clear: the password would go as it is.
+    smarthost = make_smarthost(starttls=False)
+    worker = worker_for(sessionmaker, clock, smarthost.target(), relay_config())
+    await queue_inbound(sessionmaker, clock, ("me@inbox.example",))
+    await worker.run_once()
+    await deferred_without_auth(sessionmaker, smarthost, "credentials are sent only over TLS")
+    assert "not sending the smarthost credentials" in caplog.text
+
+
+async def test_smarthost_starttls_off_with_credentials_defers_without_auth(
+    sessionmaker: Sessionmaker, clock: Clock, make_smarthost: Callable[..., RunningSmarthost]
+) -> None:
+    smarthost = make_smarthost()
     worker = worker_for(sessionmaker, clock, smarthost.target(), relay_config(starttls=False))
     await queue_inbound(sessionmaker, clock, ("me@inbox.example",))
     await worker.run_once()
-    assert [(r.tls, r.login) for r in smarthost.sink.received] == [(False, USERNAME)]
+    await deferred_without_auth(sessionmaker, smarthost, "credentials are sent only over TLS")
+
+
+async def test_smarthost_starttls_off_without_credentials_stays_in_clear(
+    sessionmaker: Sessionmaker, clock: Clock, make_smarthost: Callable[..., RunningSmarthost]
+) -> None:
+    smarthost = make_smarthost()
+    config = relay_config(username=None, password=None, starttls=False)
+    worker = worker_for(sessionmaker, clock, smarthost.target(), config)
+    await queue_inbound(sessionmaker, clock, ("me@inbox.example",))
+    await worker.run_once()
+    assert [(r.tls, r.login) for r in smarthost.sink.received] == [(False, None)]
+
+
+# Checking the smarthost's certificate
+
+
+@pytest.fixture
+def named_certificate(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a self-signed certificate for SMARTHOST_NAME, and its file."""
+    return self_signed_context(tmp_path, SMARTHOST_NAME), tmp_path / "cert.pem"
+
+
+async def test_smarthost_self_signed_certificate_not_trusted_defers(
+    sessionmaker: Sessionmaker,
+    clock: Clock,
+    make_smarthost: Callable[..., RunningSmarthost],
+    named_certificate: tuple[ssl.SSLContext, Path],
+) -> None:
+    context, _cert = named_certificate
+    smarthost = make_smarthost(tls_context=context)
+    config = relay_config(verify_certificates=True)
+    worker = worker_for(sessionmaker, clock, smarthost.named_target(), config)
+    await queue_inbound(sessionmaker, clock, ("me@inbox.example",))
+    await worker.run_once()
+    await deferred_without_auth(sessionmaker, smarthost, "TLS handshake failed")
+
+
+async def test_smarthost_self_signed_certificate_not_trusted_no_credentials_defers(
+    sessionmaker: Sessionmaker,
+    clock: Clock,
+    make_smarthost: Callable[..., RunningSmarthost],
+    named_certificate: tuple[ssl.SSLContext, Path],
+) -> None:
+    # No falling back to clear text when the certificate does not check out.
+    context, _cert = named_certificate
+    smarthost = make_smarthost(tls_context=context)
+    config = relay_config(username=None, password=None, verify_certificates=True)
+    worker = worker_for(sessionmaker, clock, smarthost.named_target(), config)
+    await queue_inbound(sessionmaker, clock, ("me@inbox.example",))
+    await worker.run_once()
+    await deferred_without_auth(sessionmaker, smarthost, "TLS handshake failed")
+
+
+async def test_smarthost_certificate_in_the_ca_file_delivers(
+    sessionmaker: Sessionmaker,
+    clock: Clock,
+    make_smarthost: Callable[..., RunningSmarthost],
+    named_certificate: tuple[ssl.SSLContext, Path],
+) -> None:
+    context, cert = named_certificate
+    smarthost = make_smarthost(tls_context=context)
+    config = relay_config(verify_certificates=True, ca_file=cert)
+    worker = worker_for(sessionmaker, clock, smarthost.named_target(), config)
+    await queue_inbound(sessionmaker, clock, ("me@inbox.example",))
+    await worker.run_once()
+    assert [(r.tls, r.login) for r in smarthost.sink.received] == [(True, USERNAME)]
+
+
+async def test_smarthost_certificate_for_another_name_defers(
+    sessionmaker: Sessionmaker,
+    clock: Clock,
+    make_smarthost: Callable[..., RunningSmarthost],
+    named_certificate: tuple[ssl.SSLContext, Path],
+) -> None:
+    context, cert = named_certificate
+    smarthost = make_smarthost(tls_context=context)
+    config = relay_config(verify_certificates=True, ca_file=cert)
+    target = Target("other.test", "127.0.0.1", smarthost.port)
+    worker = worker_for(sessionmaker, clock, target, config)
+    await queue_inbound(sessionmaker, clock, ("me@inbox.example",))
+    await worker.run_once()
+    await deferred_without_auth(sessionmaker, smarthost, "TLS handshake failed")
 
 
 async def test_smarthost_implicit_tls_then_auth(

@@ -7,6 +7,7 @@ so retry times are exact: with ``jitter=0.5`` the first retry comes 60 s later.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 from datetime import timedelta
 from email import policy
@@ -23,6 +24,7 @@ from app.delivery.mx import Target
 from app.delivery.worker import DeliveryWorker, WorkerConfig, retry_delay
 from app.resolver import MxRecord
 from app.routing import Decision, MatchKind, Outcome
+from app.routing.networks import DeliveryNetworks
 from app.routing.srs import Srs
 from app.services import inbound, outbox, queue
 from tests.conftest import HOSTNAME
@@ -48,6 +50,8 @@ CONTENT = (
 )
 
 Sessionmaker = async_sessionmaker[AsyncSession]
+# The sinks listen on loopback, which MX delivery refuses unless allowed.
+LOOPBACK = DeliveryNetworks(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
 
 
 def smarthost(sink: Sink) -> WorkerConfig:
@@ -199,13 +203,33 @@ async def test_worker_delivers_to_the_mx_of_the_domain(
         mx_records={"inbox.example": [MxRecord(10, "mx.inbox.example")]},
         address_records={"mx.inbox.example": ["127.0.0.1"]},
     )
-    config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port)
+    config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port, networks=LOOPBACK)
     worker = make_worker(sessionmaker, config, clock, resolver)
     await queue_inbound(sessionmaker, clock)
     await worker.run_once()
     assert len(sink.received) == 1
     [row] = await activity_log(sessionmaker)
     assert row.remote_host == "mx.inbox.example[127.0.0.1]"
+
+
+async def test_worker_does_not_connect_to_an_mx_on_loopback_by_default(
+    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    resolver = FakeResolver(
+        mx_records={"inbox.example": [MxRecord(10, "localhost")]},
+        address_records={"localhost": ["127.0.0.1", "::1"]},
+    )
+    worker = make_worker(
+        sessionmaker, WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port), clock, resolver
+    )
+    await queue_inbound(sessionmaker, clock)
+    await worker.run_once()
+    assert sink.received == []
+    [row, *_] = await activity_log(sessionmaker)
+    assert row.status == "bounced"
+    assert row.reply is not None and row.reply.startswith("554 5.4.4 ")
+    [bounce] = await dsn_messages(sessionmaker)
+    assert per_recipient_status(bounce.content)["Status"] == "5.4.4"
 
 
 async def test_worker_tries_the_next_mx_when_one_is_down(
@@ -218,7 +242,7 @@ async def test_worker_tries_the_next_mx_when_one_is_down(
         },
         address_records={"down.inbox.example": ["127.0.0.2"], "mx.inbox.example": ["127.0.0.1"]},
     )
-    config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port)
+    config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port, networks=LOOPBACK)
     worker = make_worker(sessionmaker, config, clock, resolver)
     await queue_inbound(sessionmaker, clock)
     await worker.run_once()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import secrets
 import smtplib
 import subprocess
@@ -29,6 +30,7 @@ from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
 from app.resolver import DnsResolver
 from app.routing import Action
+from app.routing.networks import DeliveryNetworks
 from app.routing.srs import Srs
 from app.services import aliases, destinations, domains
 from app.smtp.handler import InboundConfig, InboundHandler
@@ -46,6 +48,8 @@ MAX_MESSAGE_SIZE = 256 * 1024
 INLINE_TIMEOUT = 20.0  # seconds the DATA reply may wait for the destination
 STEP_TIMEOUT = 60.0  # one worker step, one client session, one swaks run
 DKIM_DOMAIN = "sender.example"
+# Postfix listens on 127.0.0.2 and 127.0.0.3: loopback, which delivery refuses unless allowed.
+LOOPBACK_ALLOWED = DeliveryNetworks(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
 DKIM_SELECTOR = "sel"
 
 
@@ -241,6 +245,7 @@ async def start_mailroute(
             hostname=HOSTNAME,
             delivery_port=25,
             relay=RelayConfig(local_hostname=HOSTNAME, timeout=STEP_TIMEOUT / 2),
+            networks=LOOPBACK_ALLOWED,
         )
         worker = DeliveryWorker(sessionmaker, dns_resolver, config, jitter=lambda: 0.5)
         handler = InboundHandler(

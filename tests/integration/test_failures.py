@@ -13,9 +13,17 @@ import pytest
 
 from app.db.engine import session_scope
 from app.db.types import utcnow
+from app.delivery import dsn
 from app.services import queue
 from app.smtp import replies
-from tests.integration.conftest import Mailroute, as_sent, message, stored, wait_for
+from tests.integration.conftest import (
+    MAX_MESSAGE_SIZE,
+    Mailroute,
+    as_sent,
+    message,
+    stored,
+    wait_for,
+)
 from tests.peers.maildir import header
 from tests.peers.postfix import UNKNOWN_MAILBOX, Postfix
 
@@ -78,6 +86,33 @@ async def test_bounce_dsn_does_not_reveal_destination(
     assert alias.encode() in dsn
     for revealing in (UNKNOWN_MAILBOX, postfix.settings.hostname, postfix.host):
         assert revealing.encode() not in dsn, revealing
+
+
+async def test_bounce_dsn_quotes_at_most_64_kib_of_header_cut_at_a_field(
+    mailroute: Mailroute, postfix: Postfix
+) -> None:
+    sender = postfix.mailbox("long-header-sender")
+    alias = await mailroute.forward("long-header@example.org", UNKNOWN_MAILBOX)
+    # Three times the quoted limit in header fields, each folded once (RFC 5322 2.2.3),
+    # within this mailroute's MAX_MESSAGE_SIZE (tests/delivery/test_dsn.py quotes 1 MB).
+    filler = [f"X-Filler-{n}: {'a' * 480}\n\t{'b' * 400}" for n in range(220)]
+    sent = message(sender, alias, "Long header", extra=filler)
+    assert 3 * dsn.MAX_QUOTED_HEADER < len(sent) < MAX_MESSAGE_SIZE
+
+    sending = await mailroute.send(sender, [alias], sent)
+    await mailroute.deliver()
+
+    assert sending.data is not None and QUEUED.fullmatch(sending.data), sending
+
+    [delivered] = await wait_for(postfix, sender)
+    [quoted] = [p for p in parse(delivered).walk() if p.get_content_type() == "text/rfc822-headers"]
+    headers = quoted.get_payload(decode=True)
+    assert isinstance(headers, bytes)
+    assert 0 < len(headers) <= dsn.MAX_QUOTED_HEADER
+    assert b"\nSubject: Long header" in headers
+    # Cut after a whole field: its continuation line and line end are there.
+    assert headers.endswith((b"\t" + b"b" * 400 + b"\n", b"\t" + b"b" * 400 + b"\r\n"))
+    assert headers.count(b"X-Filler-") < 80
 
 
 async def test_bounce_logged_as_bounced(mailroute: Mailroute, postfix: Postfix) -> None:

@@ -44,6 +44,8 @@ class Service:
             "MAILROUTE_DNS_NAMESERVERS": f"{dnsmasq.host}:{dnsmasq.port}",
             "MAILROUTE_HOSTNAME": HOSTNAME,
             "MAILROUTE_DELIVERY_PORT": "25",
+            # Postfix listens on 127.0.0.2 and 127.0.0.3: loopback, refused unless allowed.
+            "MAILROUTE_DELIVERY_ALLOWED_NETWORKS": "127.0.0.0/8",
         }
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -9,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import Delivery, Destination, Message
 from app.errors import InvalidAddress, UndeliverableDomain
 from app.resolver import MxRecord
+from app.routing.networks import DeliveryNetworks
 from app.services.destinations import (
     MailIdentity,
     check_receives_mail,
@@ -16,6 +19,8 @@ from app.services.destinations import (
     normalize_email,
 )
 from tests.fakes import FakeResolver
+
+PUBLIC_ADDRESS = "93.184.215.14"  # a global unicast address: delivery may connect there
 
 # --- normalize_email ----------------------------------------------------------------------
 
@@ -62,7 +67,7 @@ def test_normalize_email_refuses_invalid_address(text: str) -> None:
 async def test_check_receives_mail_accepts_domain_with_mx(resolver: FakeResolver) -> None:
     await check_receives_mail(resolver, "inbox.example")
 
-    assert resolver.queries == [("MX", "inbox.example")]
+    assert resolver.queries == [("MX", "inbox.example"), ("A", "mx.inbox.example")]
 
 
 async def test_check_receives_mail_refuses_null_mx(resolver: FakeResolver) -> None:
@@ -82,7 +87,7 @@ async def test_check_receives_mail_null_mx_among_others_is_not_null_mx(
 
     await check_receives_mail(resolver, "odd.example")
 
-    assert resolver.queries == [("MX", "odd.example")]
+    assert resolver.queries == [("MX", "odd.example"), ("A", "mx.odd.example")]
 
 
 async def test_check_receives_mail_nxdomain_does_not_block(resolver: FakeResolver) -> None:
@@ -95,11 +100,46 @@ async def test_check_receives_mail_nxdomain_does_not_block(resolver: FakeResolve
 
 async def test_check_receives_mail_accepts_address_without_mx(resolver: FakeResolver) -> None:
     # RFC 5321 5.1: no MX records, so the domain's own address is the implicit MX.
-    resolver.address_records["host.example"] = ["192.0.2.25"]
+    resolver.address_records["host.example"] = [PUBLIC_ADDRESS]
 
     await check_receives_mail(resolver, "host.example")
 
-    assert resolver.queries == [("MX", "host.example")]
+    assert resolver.queries == [("MX", "host.example"), ("A", "host.example")]
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [["127.0.0.1"], ["::1", "10.0.0.25"], ["100.64.0.1"], ["::ffff:127.0.0.1"], ["fd12::1"]],
+)
+async def test_check_receives_mail_refuses_hosts_only_internal(
+    resolver: FakeResolver, addresses: list[str]
+) -> None:
+    resolver.mx_records["lan.example"] = [MxRecord(10, "localhost"), MxRecord(20, "mx.lan")]
+    resolver.address_records |= {"localhost": ["127.0.0.1"], "mx.lan": addresses}
+
+    with pytest.raises(UndeliverableDomain) as raised:
+        await check_receives_mail(resolver, "lan.example")
+
+    assert raised.value.message.startswith(
+        "the mail hosts of lan.example resolve only to internal addresses"
+    )
+    assert "MAILROUTE_DELIVERY_ALLOWED_NETWORKS" in raised.value.message
+
+
+async def test_check_receives_mail_one_public_host_is_enough(resolver: FakeResolver) -> None:
+    resolver.mx_records["mixed.example"] = [MxRecord(10, "localhost"), MxRecord(20, "mx.pub")]
+    resolver.address_records |= {"localhost": ["127.0.0.1"], "mx.pub": [PUBLIC_ADDRESS]}
+
+    await check_receives_mail(resolver, "mixed.example")
+
+
+async def test_check_receives_mail_allowed_network_opens_internal_hosts(
+    resolver: FakeResolver,
+) -> None:
+    resolver.address_records["lan.example"] = ["10.1.2.3"]
+    networks = DeliveryNetworks(allowed=(ipaddress.ip_network("10.0.0.0/8"),))
+
+    await check_receives_mail(resolver, "lan.example", networks)
 
 
 async def test_check_receives_mail_neither_mx_nor_address_does_not_block(
@@ -109,7 +149,7 @@ async def test_check_receives_mail_neither_mx_nor_address_does_not_block(
 
     await check_receives_mail(resolver, "bare.example")
 
-    assert resolver.queries == [("MX", "bare.example")]
+    assert resolver.queries == [("MX", "bare.example"), ("A", "bare.example")]
 
 
 async def test_check_receives_mail_temporary_failure_does_not_block(

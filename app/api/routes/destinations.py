@@ -28,7 +28,11 @@ async def create_destination(
 ) -> DestinationPublic:
     """Add an inbox as ``pending`` and mail it a verification link valid for 24 hours."""
     destination = await destinations.create_destination(
-        session, body.email, resolver=context.resolver, identity=context.identity
+        session,
+        body.email,
+        resolver=context.resolver,
+        identity=context.identity,
+        networks=context.delivery_networks,
     )
     wake_worker(context, tasks)
     return destination_public(destination)
