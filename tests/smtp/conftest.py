@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from app.routing import Action
 from app.routing.srs import Srs
 from app.services import aliases, destinations, domains
 from app.smtp.handler import InboundConfig, InboundHandler
+from app.smtp.limits import Gate, PenaltyBox
 from app.smtp.server import start_server
 from tests.conftest import HOSTNAME
 
@@ -55,25 +57,45 @@ def srs() -> Srs:
     return Srs(SRS_SECRET, HOSTNAME)
 
 
-@pytest.fixture
-async def smtp_server(
-    sessionmaker: async_sessionmaker[AsyncSession], srs: Srs
+@asynccontextmanager
+async def running_smtp(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    srs: Srs,
+    *,
+    postmaster: str | None = None,
+    penalty: PenaltyBox | None = None,
 ) -> AsyncIterator[LiveSmtp]:
+    """A server on 127.0.0.1 as `mailroute smtp` runs one: with ``penalty``, its Gate and
+    handler share that penalty box."""
     # The RCPT look-up reads as in `mailroute serve` (app.db.reader).
     reader = create_reader(sessionmaker.kw["bind"])
     handler = InboundHandler(
         sessionmaker,
         srs,
-        InboundConfig(hostname=HOSTNAME, queue_lifetime=timedelta(days=5)),
+        InboundConfig(hostname=HOSTNAME, queue_lifetime=timedelta(days=5), postmaster=postmaster),
         reader=reader,
+        penalty=penalty,
     )
-    server = await start_server(handler, host="127.0.0.1", port=0, max_message_size=MAX_SIZE)
+    gate = Gate(penalty=penalty) if penalty is not None else None
+    server = await start_server(
+        handler, host="127.0.0.1", port=0, max_message_size=MAX_SIZE, gate=gate
+    )
     port = server.sockets[0].getsockname()[1]
-    yield LiveSmtp("127.0.0.1", port, handler)
-    server.close()
-    await server.wait_closed()
-    await handler.drain()
-    await reader.dispose()
+    try:
+        yield LiveSmtp("127.0.0.1", port, handler)
+    finally:
+        server.close()
+        await server.wait_closed()
+        await handler.drain()
+        await reader.dispose()
+
+
+@pytest.fixture
+async def smtp_server(
+    sessionmaker: async_sessionmaker[AsyncSession], srs: Srs
+) -> AsyncIterator[LiveSmtp]:
+    async with running_smtp(sessionmaker, srs) as live:
+        yield live
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ for postmaster at its own name; mailroute sends it to the operator's address
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -13,10 +12,8 @@ from sqlalchemy import select
 from app.db.models import Delivery
 from app.routing.srs import Srs
 from app.smtp import replies
-from app.smtp.handler import InboundConfig, InboundHandler
-from app.smtp.server import start_server
 from tests.conftest import HOSTNAME
-from tests.smtp.conftest import LiveSmtp, in_thread
+from tests.smtp.conftest import LiveSmtp, in_thread, running_smtp
 from tests.smtp.raw import Reply, greeted
 from tests.smtp.test_protocol import Sessionmaker
 
@@ -26,16 +23,8 @@ BODY = b"From: a@sender.example\r\nSubject: abuse report\r\n\r\nHello\r\n"
 
 @pytest.fixture
 async def with_postmaster(sessionmaker: Sessionmaker, srs: Srs) -> AsyncIterator[LiveSmtp]:
-    handler = InboundHandler(
-        sessionmaker,
-        srs,
-        InboundConfig(hostname=HOSTNAME, queue_lifetime=timedelta(days=5), postmaster=OPERATOR),
-    )
-    server = await start_server(handler, host="127.0.0.1", port=0, max_message_size=1 << 20)
-    yield LiveSmtp("127.0.0.1", server.sockets[0].getsockname()[1], handler)
-    server.close()
-    await server.wait_closed()
-    await handler.drain()
+    async with running_smtp(sessionmaker, srs, postmaster=OPERATOR) as live:
+        yield live
 
 
 def mail(live: LiveSmtp, rcpt: str) -> list[Reply]:

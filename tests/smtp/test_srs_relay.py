@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from app.db.models import Delivery
-from app.db.reader import create_reader
 from app.routing.srs import Srs
 from app.smtp import replies
-from app.smtp.handler import InboundConfig, InboundHandler
-from app.smtp.limits import Gate, PenaltyBox
-from app.smtp.server import start_server
-from tests.conftest import HOSTNAME
-from tests.smtp.conftest import LiveSmtp, in_thread
+from app.smtp.limits import PenaltyBox
+from tests.smtp.conftest import LiveSmtp, in_thread, running_smtp
 from tests.smtp.raw import RawSmtp, Reply, greeted
 from tests.smtp.test_protocol import Sessionmaker, count_deliveries, stored_messages
 
@@ -38,27 +33,9 @@ def penalty() -> PenaltyBox:
 async def guarded(
     sessionmaker: Sessionmaker, srs: Srs, penalty: PenaltyBox
 ) -> AsyncIterator[LiveSmtp]:
-    """An SMTP server as `mailroute smtp` runs it: a Gate and handler sharing a penalty box."""
-    reader = create_reader(sessionmaker.kw["bind"])
-    handler = InboundHandler(
-        sessionmaker,
-        srs,
-        InboundConfig(hostname=HOSTNAME, queue_lifetime=timedelta(days=5)),
-        reader=reader,
-        penalty=penalty,
-    )
-    server = await start_server(
-        handler,
-        host="0.0.0.0",
-        port=0,
-        max_message_size=1 << 20,
-        gate=Gate(penalty=penalty),
-    )
-    yield LiveSmtp("127.0.0.1", server.sockets[0].getsockname()[1], handler)
-    server.close()
-    await server.wait_closed()
-    await handler.drain()
-    await reader.dispose()
+    """An SMTP server whose Gate and handler share a penalty box, as `mailroute smtp`."""
+    async with running_smtp(sessionmaker, srs, penalty=penalty) as live:
+        yield live
 
 
 def bounce(live: LiveSmtp, rcpt: str, sender: str = "") -> list[Reply]:
