@@ -10,10 +10,21 @@ on each block as it passes. Once a message is refused its text is no longer kept
 from __future__ import annotations
 
 import enum
+from typing import Any, Protocol, runtime_checkable
 
 from app.message import MAX_LINE_OCTETS, has_bare_newline, has_long_line
 
 END = b".\r\n"  # the end of data, alone on its line
+
+
+@runtime_checkable
+class TextStarter(Protocol):
+    """A handler that makes the start of the text when DATA begins (app.smtp.handler's
+    InboundHandler: our Received: field, RFC 5321 4.4). app.smtp.protocol starts the
+    message's buffer with it, so the text is never copied to put it in front; a handler
+    without begin_data gets the text alone."""
+
+    def begin_data(self, session: Any, envelope: Any) -> bytes: ...
 
 
 class Refusal(enum.Enum):

@@ -10,11 +10,12 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, cast
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, syntax
 
 from app import message
 from app.smtp import replies
-from app.smtp.data import END, MessageText, Refusal
+from app.smtp.aiosmtpd_seams import SeamedSMTP
+from app.smtp.data import END, MessageText, Refusal, TextStarter
 from app.smtp.limits import DATA_RESERVE, DEFAULT_LIMITS, Gate, MemoryBudget, SessionLimits
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def unbalanced_path(path: str, rest: str) -> bool:
     return text.startswith("<") != consumed.endswith(">")
 
 
-class MailrouteSMTP(SMTP):
+class MailrouteSMTP(SeamedSMTP):
     """One SMTP session. Beyond aiosmtpd: enhanced status codes, the Gate's admission and
     message rate, and the SessionLimits (timeouts that trickling cannot stretch, a minimum
     data rate, an error budget), each ending the session with a 421 as Postfix does; the
@@ -105,8 +106,9 @@ class MailrouteSMTP(SMTP):
     # RFC 5321 4.5.3.1.4: 512 octets with the CRLF, which aiosmtpd counts without.
     command_size_limit = 512 - 2
     # aiosmtpd finds its command and AUTH methods by introspecting every new session
-    # (inspect.getmembers reads each attribute and property): a tenth of the CPU of a
-    # one-message session. Only those names need be seen; computed once per class.
+    # (inspect.getmembers reads each attribute and property), a cost paid per connection
+    # that shows in bench/forwarding.py (one message per session). Only those names need
+    # be seen; computed once per class.
     _introspected: ClassVar[tuple[str, ...]]
 
     def __dir__(self) -> list[str]:
@@ -200,10 +202,9 @@ class MailrouteSMTP(SMTP):
         log.warning("%s: %s", self._peer(), reply)
         writer = cast(asyncio.WriteTransport, transport)  # uvloop's: not a subclass
         writer.write(reply.encode() + b"\r\n")
-        if self._handler_coroutine is not None:
-            self._handler_coroutine.cancel()
+        self.stop_commands()
         writer.close()
-        raw = self._original_transport or transport  # under TLS, the TCP connection
+        raw = self.tcp_transport or transport  # under TLS, the TCP connection
         self.loop.call_later(HANG_UP_GRACE, self._abort_if_open, raw)
 
     def _abort_if_open(self, raw: asyncio.BaseTransport) -> None:
@@ -313,19 +314,19 @@ class MailrouteSMTP(SMTP):
         return True
 
     def _malformed_path(self, arg: str | None, keyword: str) -> bool:
-        path = self._strip_command_keyword(keyword, arg) if arg else None
+        path = self.strip_keyword(keyword, arg) if arg else None
         if not path:
             return False  # aiosmtpd's own "501 Syntax: ..." for these
-        address, _rest = self._getaddr(path)
+        address, _rest = self.parse_path(path)
         return address is None
 
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+    def parse_path(self, arg: str) -> tuple[str | None, str | None]:
         simple = SIMPLE_PATH.fullmatch(arg)
         if simple is not None and not self.local_part_limit:
             address, rest = simple.group(1), simple.group(2).lstrip(" \t")
         else:
             try:
-                address, rest = super()._getaddr(arg)
+                address, rest = super().parse_path(arg)
             except (IndexError, ValueError):  # the email package on "<" alone
                 return None, None
         if address and rest is not None and unbalanced_path(arg, rest):
@@ -349,19 +350,20 @@ class MailrouteSMTP(SMTP):
             return
         assert self.envelope is not None and self.session is not None
         if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
+            await self.push(replies.S503_NEED_RCPT)
             return
         if arg:
-            await self.push("501 Syntax: DATA")
+            await self.push(replies.S501_SYNTAX_DATA)
             return
         if not self._hold(DATA_RESERVE):
             log.warning("%s: DATA refused: the in-transit memory budget is spent", self._peer())
             await self.push(replies.S452_NO_ROOM)
             return
         try:  # whatever ends the DATA (a reply, a hang-up, a cancellation) gives room back
-            begin = getattr(self.event_handler, "begin_data", None)
-            prefix = begin(self.session, self.envelope) if begin is not None else b""
-            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            prefix = b""
+            if isinstance(self.event_handler, TextStarter):
+                prefix = self.event_handler.begin_data(self.session, self.envelope)
+            await self.push(replies.S354_END_DATA)
             self._receiving = True
             self._data_deadline = self.loop.time() + self._limits.timeout
             text = await self._receive(prefix)
@@ -385,7 +387,7 @@ class MailrouteSMTP(SMTP):
     async def _receive(self, prefix: bytes) -> MessageText | None:
         """The text up to the end of data, or None when the connection went first."""
         text = MessageText(prefix, self.data_size_limit or None)
-        reader = self._reader
+        reader = self.reader
         try:
             while not text.done:
                 try:
@@ -406,7 +408,7 @@ class MailrouteSMTP(SMTP):
             return None
         except asyncio.CancelledError:
             log.info("%s: connection lost during DATA", self._peer())
-            self._writer.close()
+            self.writer.close()
             raise
         return text
 
@@ -415,17 +417,17 @@ class MailrouteSMTP(SMTP):
         refusal = text.refusal
         if refusal is not None:
             log.info("%s: message refused: %s", self._peer(), refusal.value)
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            self.end_transaction()
             await self.push(TEXT_REFUSALS[refusal])
             return
         self.envelope.content = self.envelope.original_content = text.content  # type: ignore[assignment]
         try:
-            status = await self._call_handler_hook("DATA")
+            status = await self.call_handler("DATA")
         finally:
             # The transaction ends with the end of data, whatever the handler did: after
             # a 451 from handle_exception the client starts again with MAIL.
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-        await self.push("250 OK" if status is MISSING else status)
+            self.end_transaction()
+        await self.push(replies.S250_OK if status is MISSING else status)
 
     def data_received(self, data: bytes) -> None:
         if self._receiving:
@@ -441,27 +443,26 @@ class MailrouteSMTP(SMTP):
                 earned = len(data) / self._limits.min_data_rate
                 self._data_deadline = min(self._data_deadline + earned, now + timeout)
                 wait = self._data_deadline - now
-            self._reset_timeout(max(wait, 0.001))  # 0 would mean the default to aiosmtpd
+            self.reset_timer(max(wait, 0.001))  # 0 would mean the default to aiosmtpd
         super().data_received(data)
 
-    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+    async def call_handler(self, command: str, *args: Any) -> Any:
         if self._closing and command in ("MAIL", "RCPT", "DATA"):
             return replies.S421_TIMEOUT.format(hostname=self.hostname)  # never sent
         if command != "DATA":
-            return await super()._call_handler_hook(command, *args)
+            return await super().call_handler(command, *args)
         self._receiving = False
-        if self._timeout_handle is not None:
-            self._timeout_handle.cancel()
+        self.stop_timer()
         try:
-            return await super()._call_handler_hook(command, *args)
+            return await super().call_handler(command, *args)
         finally:
             self._restart_timer()
 
     def _restart_timer(self) -> None:
         if self.transport is not None and not self._closing:
-            self._reset_timeout()
+            self.reset_timer()
 
-    def _timeout_cb(self) -> None:
+    def timed_out(self) -> None:
         self._hang_up(replies.S421_TIMEOUT.format(hostname=self.hostname))
 
     def _peer(self) -> str:

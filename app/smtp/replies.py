@@ -82,5 +82,13 @@ S421_TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"
 S421_TOO_MANY_ERRORS = "421 4.7.0 {hostname} Error: too many errors"
 # RFC 5321 4.2.5 (450) and RFC 3463 X.7.1: refused by policy for now; retry later.
 S450_TOO_MUCH_MAIL = "450 4.7.1 Error: too much mail from {ip}, try again later"
+# aiosmtpd's own words for DATA, which app.smtp.protocol answers itself (RFC 5321 4.1.1.4,
+# 3.3: DATA needs a recipient and takes no argument). Like aiosmtpd's replies they get
+# their enhanced status code when sent (app.smtp.protocol.with_enhanced_code); the 354
+# goes without one (RFC 2034 3).
+S354_END_DATA = "354 End data with <CR><LF>.<CR><LF>"
+S503_NEED_RCPT = "503 Error: need RCPT command"
+S501_SYNTAX_DATA = "501 Syntax: DATA"
+S250_OK = "250 OK"  # a handler that has no handle_DATA
 # This is an MX, not a submission server (RFC 6409): there is nothing to log in to.
 S503_NO_AUTH = "503 5.5.1 Error: authentication not enabled"

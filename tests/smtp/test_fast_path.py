@@ -41,10 +41,10 @@ def fast(path: str) -> Answer | None:
 
 
 def session_getaddr(path: str, *, fast_path: bool) -> Answer:
-    """MailrouteSMTP._getaddr; a local-part limit turns the fast path off."""
+    """MailrouteSMTP.parse_path; a local-part limit turns the fast path off."""
     session = object.__new__(MailrouteSMTP)
     session.local_part_limit = 0 if fast_path else 10**6
-    return session._getaddr(path)
+    return session.parse_path(path)
 
 
 def text(alphabet: str, min_size: int = 0, max_size: int = 10) -> st.SearchStrategy[str]:
