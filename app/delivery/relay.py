@@ -27,6 +27,7 @@ from typing import Literal
 import aiosmtplib
 from aiosmtplib.protocol import SMTPProtocol
 
+from app.delivery import aiosmtplib_seams as seams
 from app.delivery.mx import Target
 from app.delivery.outcome import Outcome, Result, bounded, from_exception, from_reply
 from app.message import has_bare_newline
@@ -104,8 +105,7 @@ async def _write_text(protocol: SMTPProtocol, content: bytes) -> bool:
     a wait while the transport is over its high-water mark). True when the destination
     answered before the end (refusing the message early, perhaps hanging up after): that
     answer ends the writing, and is what read_response() gives."""
-    answer = protocol._response_waiter
-    assert answer is not None
+    answer = seams.next_reply(protocol)
     for block in data_blocks(content):
         if answer.done():
             return True
@@ -115,8 +115,8 @@ async def _write_text(protocol: SMTPProtocol, content: bytes) -> bool:
             if answer.done():
                 return True
             raise
-        if protocol._paused:
-            drained = asyncio.ensure_future(protocol._drain_helper())
+        if seams.writing_paused(protocol):
+            drained = asyncio.ensure_future(seams.writable(protocol))
             await asyncio.wait((drained, answer), return_when=asyncio.FIRST_COMPLETED)
             if answer.done():
                 drained.cancel()
@@ -145,7 +145,8 @@ class Connection:
     async def send(self, sender: str, recipient: str, content: bytes) -> Outcome:
         """One transaction: MAIL, RCPT, DATA. Our own commands rather than aiosmtplib's
         sendmail(), which runs each address through the email package's RFC 5322 parser
-        (a sixth of the worker's CPU): these addresses were parsed when they came in."""
+        (the CPU per message that bench/forwarding.py reports): these addresses
+        were parsed when they came in."""
         utf8 = needs_smtputf8(sender, recipient, content)
         if utf8 and not self.client.supports_extension("smtputf8"):
             # RFC 6531 3.2: such a message cannot go to a server without SMTPUTF8.
@@ -179,9 +180,10 @@ class Connection:
         """DATA, the text written a block at a time as the destination takes it.
 
         aiosmtplib's data() makes three whole copies of the message before writing it
-        all at once (a 25 MiB message cost the worker 100 MiB more); this keeps one block.
-        It leans on aiosmtplib's internals (hence the pin to 5.x): the flag that keeps an
-        early reply, the reply's future, and the flow control's wait for the transport.
+        all at once (the worker's memory per message, which bench/large.py measures);
+        this keeps one block. It leans on aiosmtplib's internals, fenced in
+        app.delivery.aiosmtplib_seams: the flag that keeps an early reply, the reply's
+        future, and the flow control's wait for the transport.
         """
         start = await self.client.execute_command(b"DATA")
         if start.code != 354:
@@ -190,7 +192,7 @@ class Connection:
         assert protocol is not None
         timeout = self.client.timeout
         try:
-            protocol._response_pending = True  # a reply before the end is not dropped
+            seams.keep_early_reply(protocol)  # a reply before the end is not dropped
             async with asyncio.timeout(timeout):
                 early = await _write_text(protocol, content)
             reply = await protocol.read_response(timeout=timeout)
