@@ -2,7 +2,9 @@
 
 RFC 5321 4.2.1: 2yz is success, 4yz a transient failure to retry, 5yz a permanent one.
 Anything that is not a reply (refused or dropped connection, timeout, DNS SERVFAIL) is
-transient: the destination may be back later. Only an answer can be final.
+transient: the destination may be back later. Only an answer can be final, or what we
+find out ourselves that no retry will change (LOCAL_FAILURES: a message that needs
+SMTPUTF8, for a server without it).
 """
 
 from __future__ import annotations
@@ -38,6 +40,54 @@ class Outcome:
     @property
     def permanent(self) -> bool:
         return self.result is Result.PERMANENT
+
+
+class Failure(StrEnum):
+    """What the relay finds itself, before or instead of the destination's answer."""
+
+    NO_SMTPUTF8 = "no smtputf8"
+    TLS_FAILED = "tls failed"
+    TLS_NOT_OFFERED = "tls not offered"
+    CLEAR_CREDENTIALS = "clear credentials"
+    LOGIN_REFUSED = "login refused"
+
+
+# Failure: (result, RFC 3463 status, what is said; {detail} filled in by the caller).
+LOCAL_FAILURES: dict[Failure, tuple[Result, str, str]] = {
+    # RFC 6531 3.2: a message that needs SMTPUTF8 cannot go to a server without it.
+    Failure.NO_SMTPUTF8: (
+        Result.PERMANENT,
+        "5.6.7",
+        "550 5.6.7 the destination does not take internationalised mail (SMTPUTF8)",
+    ),
+    # RFC 3463 X.7.5 (cryptographic failure); TLS that had to be (policy "require", a
+    # checked certificate, credentials to send) may work later: never sent in clear.
+    Failure.TLS_FAILED: (Result.TEMPORARY, "4.7.5", "TLS handshake failed: {detail}"),
+    Failure.TLS_NOT_OFFERED: (
+        Result.TEMPORARY,
+        "4.7.5",
+        "TLS required but STARTTLS not offered",
+    ),
+    # RFC 5248's X.7.10, "encryption needed" (RFC 4954 4 and 14: PLAIN and LOGIN send the
+    # password as it is): the operator can enable TLS on the smarthost (or fix
+    # MAILROUTE_SMARTHOST_TLS); until then the mail waits.
+    Failure.CLEAR_CREDENTIALS: (
+        Result.TEMPORARY,
+        "4.7.10",
+        "credentials are sent only over TLS, and this connection is not encrypted",
+    ),
+    # RFC 4954 6 (X.7.8, credentials invalid). Our credentials, our fault: retry (the
+    # operator may fix them) rather than bounce the sender's mail, like Postfix's
+    # smtp_sasl_auth_soft_bounce.
+    Failure.LOGIN_REFUSED: (Result.TEMPORARY, "4.7.8", "{detail}"),
+}
+
+
+def from_failure(failure: Failure, remote: str | None, detail: str = "") -> Outcome:
+    """The outcome of a failure the relay found itself (``detail``: the exception's or
+    the server's words, where the text has a place for them)."""
+    result, status, text = LOCAL_FAILURES[failure]
+    return Outcome(result, bounded(text.format(detail=detail)), remote, status)
 
 
 def bounded(text: str, limit: int = MAX_REPLY) -> str:

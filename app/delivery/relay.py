@@ -29,7 +29,7 @@ from aiosmtplib.protocol import SMTPProtocol
 
 from app.delivery import aiosmtplib_seams as seams
 from app.delivery.mx import Target
-from app.delivery.outcome import Outcome, Result, bounded, from_exception, from_reply
+from app.delivery.outcome import Failure, Outcome, from_exception, from_failure, from_reply
 from app.message import has_bare_newline
 
 log = logging.getLogger(__name__)
@@ -149,13 +149,7 @@ class Connection:
         were parsed when they came in."""
         utf8 = needs_smtputf8(sender, recipient, content)
         if utf8 and not self.client.supports_extension("smtputf8"):
-            # RFC 6531 3.2: such a message cannot go to a server without SMTPUTF8.
-            return Outcome(
-                Result.PERMANENT,
-                "550 5.6.7 the destination does not take internationalised mail (SMTPUTF8)",
-                self.remote,
-                "5.6.7",
-            )
+            return from_failure(Failure.NO_SMTPUTF8, self.remote)
         options = [b"SMTPUTF8"] if utf8 else []
         if not content.isascii() and self.client.supports_extension("8bitmime"):
             options.append(b"BODY=8BITMIME")
@@ -244,11 +238,7 @@ async def connect(target: Target, config: RelayConfig) -> Connection:
     except TlsHandshakeFailed as exc:
         if config.tls_policy == "require" or config.verify_certificates or config.has_credentials:
             log.warning("TLS with %s failed, not sending in clear: %s", exc.remote, exc)
-            raise ConnectFailed(
-                Outcome(
-                    Result.TEMPORARY, bounded(f"TLS handshake failed: {exc}"), exc.remote, "4.7.5"
-                )
-            ) from exc
+            raise ConnectFailed(from_failure(Failure.TLS_FAILED, exc.remote, str(exc))) from exc
         return await _open(target, config, starttls=False)
 
 
@@ -279,11 +269,7 @@ async def _open(target: Target, config: RelayConfig, *, starttls: bool) -> Conne
                 await _starttls(client, target, config, remote)
                 encrypted = True
             elif config.tls_policy == "require":
-                raise ConnectFailed(
-                    Outcome(
-                        Result.TEMPORARY, "TLS required but STARTTLS not offered", remote, "4.7.5"
-                    )
-                )
+                raise ConnectFailed(from_failure(Failure.TLS_NOT_OFFERED, remote))
         if config.has_credentials:
             await _login(client, config, remote, encrypted=encrypted)
     except (ConnectFailed, TlsHandshakeFailed):
@@ -313,29 +299,17 @@ async def _login(
 ) -> None:
     assert config.username and config.password
     if not encrypted:
-        # RFC 5248's X.7.10, "encryption needed": the operator can enable TLS on the
-        # smarthost (or fix MAILROUTE_SMARTHOST_TLS); until then the mail waits.
         log.warning(
             "not sending the smarthost credentials to %s in clear: it offers no STARTTLS"
             " or MAILROUTE_SMARTHOST_TLS is none; deferring",
             remote,
         )
-        raise ConnectFailed(
-            Outcome(
-                Result.TEMPORARY,
-                "credentials are sent only over TLS, and this connection is not encrypted",
-                remote,
-                "4.7.10",
-            )
-        )
+        raise ConnectFailed(from_failure(Failure.CLEAR_CREDENTIALS, remote))
     try:
         await client.login(config.username, config.password)
     except aiosmtplib.SMTPAuthenticationError as exc:
-        # Our credentials, our fault: retry (the operator may fix them) rather
-        # than bounce the sender's mail, like Postfix's smtp_sasl_auth_soft_bounce.
-        raise ConnectFailed(
-            Outcome(Result.TEMPORARY, bounded(f"{exc.code} {exc.message}"), remote, "4.7.8")
-        ) from exc
+        detail = f"{exc.code} {exc.message}"
+        raise ConnectFailed(from_failure(Failure.LOGIN_REFUSED, remote, detail)) from exc
 
 
 @functools.cache

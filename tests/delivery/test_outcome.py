@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import aiosmtplib
+import pytest
 
-from app.delivery.outcome import Outcome, Result, from_exception, from_reply
+from app.delivery.outcome import (
+    MAX_REPLY,
+    Failure,
+    Outcome,
+    Result,
+    from_exception,
+    from_failure,
+    from_reply,
+)
 
 REMOTE = "mx.inbox.example[192.0.2.25]"
 
@@ -113,3 +122,26 @@ def test_from_exception_smtputf8_not_supported_is_permanent() -> None:
     assert outcome.result is Result.PERMANENT
     assert outcome.status == "5.6.7"
     assert outcome.reply.startswith("550 5.6.7 ")
+
+
+@pytest.mark.parametrize(
+    ("failure", "result", "status"),
+    [
+        (Failure.NO_SMTPUTF8, Result.PERMANENT, "5.6.7"),
+        (Failure.TLS_FAILED, Result.TEMPORARY, "4.7.5"),
+        (Failure.TLS_NOT_OFFERED, Result.TEMPORARY, "4.7.5"),
+        (Failure.CLEAR_CREDENTIALS, Result.TEMPORARY, "4.7.10"),
+        (Failure.LOGIN_REFUSED, Result.TEMPORARY, "4.7.8"),
+    ],
+)
+def test_from_failure_decides_each_local_failure(
+    failure: Failure, result: Result, status: str
+) -> None:
+    outcome = from_failure(failure, REMOTE, "535 5.7.8 bad credentials")
+    assert (outcome.result, outcome.status, outcome.remote) == (result, status, REMOTE)
+
+
+def test_from_failure_detail_is_bounded() -> None:
+    outcome = from_failure(Failure.TLS_FAILED, REMOTE, "x" * 10_000)
+    assert outcome.reply.startswith("TLS handshake failed: xxx")
+    assert len(outcome.reply) == MAX_REPLY
