@@ -98,6 +98,15 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     if engine.dialect.name == "postgresql":
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
         async with engine.begin() as connection:
+            # A connection an earlier test left checked out (a task cut off mid-transaction)
+            # holds locks TRUNCATE would wait on forever: end those sessions first.
+            await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            await connection.execute(text("SET LOCAL lock_timeout = '30s'"))
             await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield engine
     await engine.dispose()
