@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from app.db import blobs, parts
-from app.db.models import Delivery, Message
+from app.db import content
+from app.db.models import Delivery
 from app.routing import CATCH_ALL_KEY, Decision, MatchKind, Outcome
 from app.routing.srs import Srs
 from app.services import activity, rule_use
@@ -113,7 +113,10 @@ def store_all(
             kept.append((index, targets))
     if not kept:
         return results
-    message_ids = _insert_messages(session, [incoming[index].arrival for index, _ in kept], now)
+    arrivals = [incoming[index].arrival for index, _ in kept]
+    message_ids = content.insert_messages(
+        session, [_message_row(a, now) for a in arrivals], [a.content for a in arrivals]
+    )
     rows: list[dict[str, Any]] = []
     owners: list[int] = []
     for (index, targets), message_id in zip(kept, message_ids, strict=True):
@@ -145,54 +148,12 @@ def store_all(
     return results
 
 
-_messages = cast(Table, Message.__table__)
 _deliveries = cast(Table, Delivery.__table__)
-_INSERT = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
-# SQLite: the content's room only, then written into it (app.db.blobs).
-_INSERT_RESERVED = (
-    insert(_messages)
-    .values(content=func.zeroblob(bindparam("content_size")))
-    .returning(_messages.c.id, sort_by_parameter_order=True)
-)
 
 
-def _insert_messages(session: Session, arrivals: list[Arrival], now: datetime) -> list[int]:
-    """Each arrival's message row; the ids in order. On sqlite3 a large content is written
-    into its row by incremental BLOB I/O (app.db.blobs); a small one is bound, which takes
-    fewer calls into SQLite (each hands the GIL to the event loop's thread and back). On
-    PostgreSQL a large content goes in parts (app.db.parts)."""
-    sqlite = blobs.incremental(session)
-    sliced = parts.used(session)
-    reserve = [sqlite is not None and len(a.content) >= blobs.INCREMENTAL_FROM for a in arrivals]
-    split = [sliced and len(a.content) >= parts.PARTS_FROM for a in arrivals]
-    ids = [0] * len(arrivals)
-    for reserved in (False, True):
-        chosen = [i for i, is_large in enumerate(reserve) if is_large is reserved]
-        if chosen:
-            rows = [
-                _message_row(
-                    arrivals[i],
-                    now,
-                    content=None if reserved else b"" if split[i] else arrivals[i].content,
-                )
-                for i in chosen
-            ]
-            new_ids = session.scalars(_INSERT_RESERVED if reserved else _INSERT, rows)
-            for i, message_id in zip(chosen, new_ids, strict=True):
-                ids[i] = message_id
-    if sqlite is not None:
-        blobs.write(sqlite, [(ids[i], arrivals[i].content) for i, big in enumerate(reserve) if big])
-    for i, arrival in enumerate(arrivals):
-        if split[i]:
-            parts.write(session, ids[i], arrival.content)
-    return ids
-
-
-def _message_row(
-    arrival: Arrival, now: datetime, *, content: bytes | bytearray | None
-) -> dict[str, Any]:
-    """The row of ``arrival``; ``content`` None: room for it only (_INSERT_RESERVED)."""
-    row = {
+def _message_row(arrival: Arrival, now: datetime) -> dict[str, Any]:
+    """The row of ``arrival``, but for its content (app.db.content stores that)."""
+    return {
         "kind": "inbound",
         "queue_id": arrival.queue_id,
         "created_at": now,
@@ -202,11 +163,6 @@ def _message_row(
         "message_id": arrival.message_id,
         "size": len(arrival.content),
     }
-    if content is None:
-        row["content_size"] = len(arrival.content)
-    else:
-        row["content"] = content
-    return row
 
 
 def _still_receiving(

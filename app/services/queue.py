@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 
-from app.db import blobs, parts
+from app.db import content
 from app.db.models import Delivery, Message
 from app.errors import NotFound, QueueItemBusy, QueueItemNotFound
 
@@ -126,23 +126,15 @@ def claim_in(
     )
     if not claimed:
         return []
-    sqlite = blobs.incremental(session)
-    with_message = selectinload(Delivery.message)
-    if sqlite is not None:
-        with_message = with_message.defer(Message.content)  # read by app.db.blobs
     rows = session.scalars(
         select(Delivery)
         .where(Delivery.id.in_(claimed))
         .order_by(Delivery.id)
-        .options(with_message)
+        .options(content.with_messages(session))
         .execution_options(populate_existing=True)
     )
     deliveries = list(rows)
-    messages = {d.message.id: d.message for d in deliveries}
-    if sqlite is not None:
-        blobs.load(session, sqlite, messages)  # deferred above
-    else:
-        parts.load(session, messages.values())  # those kept in parts (PostgreSQL)
+    content.load(session, {d.message.id: d.message for d in deliveries}.values())
     return deliveries
 
 
@@ -288,5 +280,5 @@ async def get_message(session: AsyncSession, message_id: int) -> Message:
     message = await session.get(Message, message_id)
     if message is None:
         raise NotFound(f"no stored message with id {message_id}")
-    await session.run_sync(lambda sync: parts.load(sync, [message]))
+    await session.run_sync(lambda sync: content.load(sync, [message]))
     return message
