@@ -7,20 +7,18 @@ Mailman's rule applies: the unit of work is committed at the edge. handle_DATA c
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import secrets
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app import message
+from app.db.errors import OUTAGE_ERRORS, STORAGE_ERRORS, is_disk_full
 from app.db.group_commit import GroupCommit, SessionTransactions, Transactions
 from app.db.reader import Reader, SessionReader
 from app.db.types import utcnow
@@ -40,8 +38,6 @@ MAX_RECEIVED = 30
 # RFC 5321 4.5.3.1.3: a path, "<" and ">" included, is at most 256 octets; the stored
 # sender (and its SRS form) must fit the 320-character columns.
 MAX_PATH_OCTETS = 256 - 2
-DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
-POSTGRESQL_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full (Appendix A)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +164,7 @@ class InboundHandler:
             )
         except InvalidAddress:
             return replies.S501_BAD_ADDRESS
-        except DATABASE_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             log.warning(
                 "RCPT from %s deferred: database unavailable (%s)", peer, type(exc).__name__
             )
@@ -233,9 +229,9 @@ class InboundHandler:
         )
         try:
             stored = await self.commits.run(inbound.Incoming(arrival, transaction.accepted))
-        except DATABASE_ERRORS + (DBAPIError,) as exc:
+        except STORAGE_ERRORS as exc:
             log.error("message %s not stored: %s", queue_id, type(exc).__name__)
-            return replies.S452_STORAGE if _disk_full(exc) else replies.S451_TEMPORARY_FAILURE
+            return replies.S452_STORAGE if is_disk_full(exc) else replies.S451_TEMPORARY_FAILURE
         log.info(
             "message %s from %s stored: %d deliveries, %d dropped, %d refused",
             queue_id,
@@ -320,19 +316,6 @@ def _protocol(session: Any, envelope: Any) -> str:
     else:
         base = "ESMTP" if session.extended_smtp else "SMTP"
     return base + ("S" if session.ssl is not None else "")
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """Whether storing failed for want of space: ENOSPC, SQLite's SQLITE_FULL, or
-    PostgreSQL's SQLSTATE 53100 (disk_full). Codes, not message text: PostgreSQL words
-    its messages in the server's lc_messages language."""
-    orig = getattr(exc, "orig", None) or exc
-    sqlite_code = getattr(orig, "sqlite_errorcode", None)
-    return (
-        (isinstance(orig, OSError) and orig.errno == errno.ENOSPC)
-        or (isinstance(sqlite_code, int) and sqlite_code & 0xFF == sqlite3.SQLITE_FULL)
-        or getattr(orig, "sqlstate", None) == POSTGRESQL_DISK_FULL
-    )
 
 
 def _write_log_rows(session: Session, rows: list[dict[str, Any]]) -> list[None]:
