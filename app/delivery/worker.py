@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.group_commit import SessionTransactions, Transactions
 from app.db.models import Delivery
+from app.db.transactions import SessionTransactions, Transactions
 from app.db.types import utcnow
 from app.delivery.connections import ConnectionCache
 from app.delivery.inline import InlineResult
@@ -123,7 +123,7 @@ class DeliveryWorker:
     async def _step(self) -> queue.Batch:
         now = self.clock()
         batch = await self.transactions.run(
-            lambda session: queue.claim_batch_in(
+            lambda session: queue.claim_due(
                 session, self.id, now, limit=self.config.batch_size, lease=self.config.lease
             )
         )
@@ -142,7 +142,7 @@ class DeliveryWorker:
         now = self.clock()
         until = now + self.config.lease
         claimed = await self.transactions.run(
-            lambda session: queue.claim_in(session, ids, self.id, now, until)
+            lambda session: queue.claim(session, ids, self.id, now, until)
         )
         if not claimed:
             return InlineResult()

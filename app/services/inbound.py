@@ -1,5 +1,10 @@
 """Storing an accepted message: once, whatever its number of recipients, with one delivery per
-destination, in the caller's unit of work (the SMTP server commits before it answers 250)."""
+destination, in the caller's unit of work (the SMTP server commits before it answers 250).
+
+store() takes a synchronous Session and a batch, and has no async twin: the SMTP server's
+group commit runs it (app.db.group_commit), on SQLite in one go in the database's thread;
+an async caller runs it with ``await session.run_sync(lambda sync: store(sync, ...))``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, insert
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from app.db import content
@@ -72,25 +76,7 @@ def rule_label(decision: Decision, domain: str) -> str | None:
     return f"{local}@{domain}"
 
 
-async def store(
-    session: AsyncSession,
-    arrival: Arrival,
-    recipients: list[Accepted],
-    *,
-    srs: Srs,
-    queue_lifetime: timedelta,
-    now: datetime,
-) -> Stored:
-    """Store ``arrival`` for its forwarding recipients; log the drops; count rule use
-    (recipients whose rule can no longer take it get nothing: Stored.refused)."""
-    items = [Incoming(arrival, recipients)]
-    (stored,) = await session.run_sync(
-        lambda sync: store_all(sync, items, srs=srs, queue_lifetime=queue_lifetime, now=now)
-    )
-    return stored
-
-
-def store_all(
+def store(
     session: Session,
     incoming: Sequence[Incoming],
     *,
@@ -98,10 +84,10 @@ def store_all(
     queue_lifetime: timedelta,
     now: datetime,
 ) -> list[Stored]:
-    """Store several messages in the caller's unit of work with a few statements in all,
-    whatever their number (the SMTP server's group commit): core inserts, no ORM objects.
-    Synchronous, so that on SQLite the whole batch runs in the database's thread in one
-    go (app.db.group_commit); async callers use AsyncSession.run_sync."""
+    """Store each of ``incoming`` for its forwarding recipients in the caller's unit of
+    work, with a few statements in all whatever their number: core inserts, no ORM
+    objects. Log the drops; count rule use (recipients whose rule can no longer take a
+    message get nothing: Stored.refused)."""
     results = [Stored() for _ in incoming]
     wanted = [{a.decision.rule.id for a in item.recipients if a.decision.rule} for item in incoming]
     taken = rule_use.reserve(session, wanted, now)

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from app import message
 from app.db.errors import OUTAGE_ERRORS, STORAGE_ERRORS, is_disk_full
-from app.db.group_commit import GroupCommit, SessionTransactions, Transactions
+from app.db.group_commit import GroupCommit
 from app.db.reader import Reader, SessionReader
+from app.db.transactions import SessionTransactions, Transactions
 from app.db.types import utcnow
 from app.errors import InvalidAddress
 from app.routing import Decision, Refusal
@@ -253,7 +254,7 @@ class InboundHandler:
         return replies.S250_QUEUED.format(queue_id=queue_id)
 
     def _store(self, session: Session, incoming: list[inbound.Incoming]) -> list[inbound.Stored]:
-        return inbound.store_all(
+        return inbound.store(
             session,
             incoming,
             srs=self.srs,
