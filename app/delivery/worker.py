@@ -50,6 +50,10 @@ class WorkerConfig:
     # unicast addresses, never to our own listener (app.routing.networks).
     networks: DeliveryNetworks = GLOBAL_ONLY
     batch_size: int = 100
+    # The message content one claim loads at most: a batch of large messages would
+    # otherwise be held all at once (a hundred 25 MiB messages, 2.5 GB). A batch has one
+    # message at least, whatever its size.
+    batch_octets: int = 32 * 1024 * 1024
     lease: timedelta = timedelta(minutes=10)
     poll_interval: float = 5.0
     # Seconds a connection that ended a step waits for the next (connections.py); 0:
@@ -124,7 +128,12 @@ class DeliveryWorker:
         now = self.clock()
         batch = await self.transactions.run(
             lambda session: queue.claim_due(
-                session, self.id, now, limit=self.config.batch_size, lease=self.config.lease
+                session,
+                self.id,
+                now,
+                limit=self.config.batch_size,
+                lease=self.config.lease,
+                max_octets=self.config.batch_octets,
             )
         )
         if batch.deliveries:

@@ -35,11 +35,6 @@ WAITING = (QUEUED, DELIVERING)
 _queue_id_only = selectinload(Delivery.message).load_only(Message.queue_id)
 
 
-# The message content one claim loads at most: a batch of large messages would otherwise
-# be held all at once (a hundred 25 MiB messages, 2.5 GB). A batch has one at least.
-MAX_BATCH_OCTETS = 32 * 1024 * 1024
-
-
 @dataclass(frozen=True, slots=True)
 class Batch:
     deliveries: list[Delivery]
@@ -53,7 +48,7 @@ def claim_due(
     *,
     limit: int,
     lease: timedelta,
-    max_octets: int | None = None,
+    max_octets: int,
 ) -> Batch:
     """Claim up to ``limit`` deliveries that are due, or whose claim has lapsed, and whose
     messages come to at most ``max_octets`` (the first always), with their messages loaded."""
@@ -69,13 +64,12 @@ def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)
     ).all()
-    budget = MAX_BATCH_OCTETS if max_octets is None else max_octets
     ids: list[int] = []
     loaded: set[int] = set()  # each message's content is loaded once, however many go
     octets = 0
     for delivery_id, message_id, size in rows:
         more = 0 if message_id in loaded else size
-        if ids and octets + more > budget:
+        if ids and octets + more > max_octets:
             break
         octets += more
         loaded.add(message_id)

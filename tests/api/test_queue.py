@@ -22,6 +22,7 @@ Sessionmaker = async_sessionmaker[AsyncSession]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SENDER = "alice@sender.example"
 LEASE = timedelta(minutes=10)
+UNLIMITED_OCTETS = 2**40  # a claim cut by its count only
 
 
 async def queue_inbound(
@@ -236,7 +237,9 @@ async def test_retry_queue_item_is_claimed_by_the_next_worker_step(
     async with session_scope(sessionmaker) as session:
         now = utcnow()
         batch = await session.run_sync(
-            lambda sync: queue.claim_due(sync, "worker-a", now, limit=10, lease=LEASE)
+            lambda sync: queue.claim_due(
+                sync, "worker-a", now, limit=10, lease=LEASE, max_octets=UNLIMITED_OCTETS
+            )
         )
     assert [d.id for d in batch.deliveries] == [delivery_id]
 

@@ -37,6 +37,7 @@ SENDER = "alice@sender.example"
 ALIAS = "shop@example.org"
 DESTINATION = "me@inbox.example"
 LEASE = timedelta(minutes=10)
+UNLIMITED_OCTETS = 2**40  # a claim cut by its count only
 CONTENT = (
     b"Received: from client.example ([192.0.2.1])\r\n"
     b"\tby mx.mailroute.example (mailroute) with ESMTP id abc123\r\n"
@@ -496,13 +497,15 @@ async def test_worker_run_delivers_when_woken(
 
 
 async def test_worker_run_goes_on_after_a_batch_cut_by_its_octets(
-    sessionmaker: Sessionmaker, sink: Sink, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
 ) -> None:
     # Batches of one message: each was short of batch_size, and the worker waited for the
     # 60 s poll before the next, though more were due.
-    monkeypatch.setattr(queue, "MAX_BATCH_OCTETS", 1)
     config = WorkerConfig(
-        hostname=HOSTNAME, smarthost=Target("sink", sink.host, sink.port), poll_interval=60
+        hostname=HOSTNAME,
+        smarthost=Target("sink", sink.host, sink.port),
+        poll_interval=60,
+        batch_octets=1,
     )
     for _ in range(3):
         await queue_inbound(sessionmaker, clock)
@@ -547,7 +550,9 @@ async def claim_due_deliveries(
 ) -> list[Delivery]:
     """queue.claim_due in ``session``'s unit of work (the worker runs it in its own)."""
     batch = await session.run_sync(
-        lambda sync: queue.claim_due(sync, worker, clock(), limit=limit, lease=LEASE)
+        lambda sync: queue.claim_due(
+            sync, worker, clock(), limit=limit, lease=LEASE, max_octets=UNLIMITED_OCTETS
+        )
     )
     return batch.deliveries
 
