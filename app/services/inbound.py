@@ -89,14 +89,7 @@ def store(
     objects. Log the drops; count rule use (recipients whose rule can no longer take a
     message get nothing: Stored.refused)."""
     results = [Stored() for _ in incoming]
-    wanted = [{a.decision.rule.id for a in item.recipients if a.decision.rule} for item in incoming]
-    taken = rule_use.reserve(session, wanted, now)
-    kept: list[tuple[int, dict[str, tuple[Accepted, str, str]]]] = []
-    for index, item in enumerate(incoming):
-        recipients = _still_receiving(session, item, taken[index], results[index], now)
-        targets = _targets(session, Incoming(item.arrival, recipients), results[index], srs, now)
-        if targets:
-            kept.append((index, targets))
+    kept = _routed(session, incoming, results, srs, now)
     if not kept:
         return results
     arrivals = [incoming[index].arrival for index, _ in kept]
@@ -107,34 +100,37 @@ def store(
     owners: list[int] = []
     for (index, targets), message_id in zip(kept, message_ids, strict=True):
         results[index].message_id = message_id
-        for accepted, destination, sender in targets.values():
-            domain = accepted.address.rpartition("@")[2].lower()
-            rows.append(
-                {
-                    "message_id": message_id,
-                    "rule_id": accepted.decision.rule.id if accepted.decision.rule else None,
-                    "rule": rule_label(accepted.decision, domain),
-                    "original_rcpt": accepted.address,
-                    "recipient": destination,
-                    "mail_from": sender,
-                    "status": "queued",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "expires_at": now + queue_lifetime,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+        for target in targets.values():
+            rows.append(_delivery_row(message_id, target, now + queue_lifetime, now))
             owners.append(index)
-    delivery_ids = session.scalars(
-        insert(_deliveries).returning(_deliveries.c.id, sort_by_parameter_order=True), rows
-    )
-    for index, delivery_id in zip(owners, delivery_ids, strict=True):
+    for index, delivery_id in zip(owners, session.scalars(_INSERT_DELIVERIES, rows), strict=True):
         results[index].delivery_ids.append(delivery_id)
     return results
 
 
+# Where a message goes, keyed by the destination folded: (recipient, destination, sender).
+Targets = dict[str, tuple[Accepted, str, str]]
+
+
+def _routed(
+    session: Session, incoming: Sequence[Incoming], results: list[Stored], srs: Srs, now: datetime
+) -> list[tuple[int, Targets]]:
+    """Count each message against its recipients' rules, then where it goes: (its index,
+    its targets) for each that goes anywhere. Refusals and drops are logged, and counted
+    in ``results``."""
+    wanted = [{a.decision.rule.id for a in item.recipients if a.decision.rule} for item in incoming]
+    taken = rule_use.reserve(session, wanted, now)
+    kept: list[tuple[int, Targets]] = []
+    for index, item in enumerate(incoming):
+        recipients = _still_receiving(session, item, taken[index], results[index], now)
+        targets = _targets(session, Incoming(item.arrival, recipients), results[index], srs, now)
+        if targets:
+            kept.append((index, targets))
+    return kept
+
+
 _deliveries = cast(Table, Delivery.__table__)
+_INSERT_DELIVERIES = insert(_deliveries).returning(_deliveries.c.id, sort_by_parameter_order=True)
 
 
 def _message_row(arrival: Arrival, now: datetime) -> dict[str, Any]:
@@ -148,6 +144,28 @@ def _message_row(arrival: Arrival, now: datetime) -> dict[str, Any]:
         "mail_from": arrival.mail_from,
         "message_id": arrival.message_id,
         "size": len(arrival.content),
+    }
+
+
+def _delivery_row(
+    message_id: int, target: tuple[Accepted, str, str], expires_at: datetime, now: datetime
+) -> dict[str, Any]:
+    """The queued delivery of message ``message_id`` to one target (Targets)."""
+    accepted, destination, sender = target
+    domain = accepted.address.rpartition("@")[2].lower()
+    return {
+        "message_id": message_id,
+        "rule_id": accepted.decision.rule.id if accepted.decision.rule else None,
+        "rule": rule_label(accepted.decision, domain),
+        "original_rcpt": accepted.address,
+        "recipient": destination,
+        "mail_from": sender,
+        "status": "queued",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "expires_at": expires_at,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
@@ -178,9 +196,7 @@ def _still_receiving(
     return kept
 
 
-def _targets(
-    session: Session, item: Incoming, stored: Stored, srs: Srs, now: datetime
-) -> dict[str, tuple[Accepted, str, str]]:
+def _targets(session: Session, item: Incoming, stored: Stored, srs: Srs, now: datetime) -> Targets:
     """Where ``item`` goes: one delivery per destination, however many recipients lead
     there (as Postfix removes duplicates after alias expansion), keyed by the destination
     folded: (recipient, destination, sender). Drops are logged and counted in ``stored``."""
@@ -188,7 +204,7 @@ def _targets(
     envelope = activity.Envelope(
         arrival.client_ip, arrival.mail_from, arrival.message_id, len(arrival.content)
     )
-    targets: dict[str, tuple[Accepted, str, str]] = {}
+    targets: Targets = {}
     for accepted in item.recipients:
         decision = accepted.decision
         if decision.outcome is Outcome.DROP:

@@ -6,13 +6,12 @@ Mailman's rule applies: the unit of work is committed at the edge. handle_DATA c
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -29,8 +28,9 @@ from app.routing.address import forwardable_sender
 from app.routing.srs import Srs
 from app.services import activity, inbound, routes
 from app.smtp import replies
+from app.smtp.inline import InlineDelivery, deliver_in_session
 from app.smtp.limits import PenaltyBox
-from app.smtp.refusals import RefusalLog
+from app.smtp.refusals import RefusalWriter
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +48,6 @@ class InboundConfig:
     inline_delivery_timeout: float = 0.0  # 0: queue only
     postmaster: str | None = None  # where <postmaster> goes (RFC 5321 4.5.1)
     refusals_per_minute: int = 10  # refused recipients logged one by one, per client
-
-
-class InlineResult(Protocol):
-    @property
-    def delivered(self) -> bool: ...
-
-    def refusal_reply(self) -> str | None: ...
-
-
-class InlineDelivery(Protocol):
-    """The delivery worker as the SMTP server sees it (app.delivery.worker.DeliveryWorker)."""
-
-    async def attempt_inline(self, ids: Sequence[int], patience: float) -> InlineResult: ...
 
 
 @dataclass(slots=True)
@@ -113,9 +100,7 @@ class InboundHandler:
         self.reader = reader or SessionReader(sessionmaker)
         transactions = transactions or SessionTransactions(sessionmaker)
         self.commits = GroupCommit(transactions, self._store)
-        self.refusals = GroupCommit(transactions, _write_log_rows)
-        self._logging: set[asyncio.Future[None]] = set()
-        self.refusal_log = RefusalLog(self._log_refusal, per_minute=config.refusals_per_minute)
+        self.refusals = RefusalWriter(transactions, per_minute=config.refusals_per_minute)
         # Shared with the Gate, which turns boxed addresses away (app.smtp.limits).
         self.penalty = penalty
         self.srs = srs
@@ -171,24 +156,29 @@ class InboundHandler:
             )
             return replies.S451_TEMPORARY_FAILURE
         if not decision.accepted:
-            log.info("RCPT %s from %s refused: %s", address, peer, decision.refusal)
-            if decision.refusal is Refusal.BAD_SRS and self.penalty is not None and peer:
-                # Each forged bounce address is a guess at our SRS hash (app.smtp.limits).
-                if self.penalty.strike(peer):
-                    log.warning("%s: in the penalty box (forged SRS addresses)", peer)
-            self.refusal_log.refused(
-                activity.row(
-                    activity.Envelope(peer, transaction.mail_from),
-                    status=activity.REJECTED,
-                    address=address,
-                    reply=decision.explanation,
-                )
-            )
-            return refusal_reply(address, decision)
+            return self._refuse(address, decision, peer, transaction.mail_from)
         transaction.accepted.append(inbound.Accepted(address, decision))
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.S250_RECIPIENT_OK
+
+    def _refuse(self, address: str, decision: Decision, peer: str | None, sender: str) -> str:
+        """Log a refused recipient (a forged SRS address counts against the client), and
+        the reply that refuses it."""
+        log.info("RCPT %s from %s refused: %s", address, peer, decision.refusal)
+        if decision.refusal is Refusal.BAD_SRS and self.penalty is not None and peer:
+            # Each forged bounce address is a guess at our SRS hash (app.smtp.limits).
+            if self.penalty.strike(peer):
+                log.warning("%s: in the penalty box (forged SRS addresses)", peer)
+        self.refusals.refused(
+            activity.row(
+                activity.Envelope(peer, sender),
+                status=activity.REJECTED,
+                address=address,
+                reply=decision.explanation,
+            )
+        )
+        return refusal_reply(address, decision)
 
     def begin_data(self, session: Any, envelope: Any) -> bytes:
         """Our trace field (RFC 5321 4.4), made when DATA begins, as Postfix's smtpd does:
@@ -220,14 +210,7 @@ class InboundHandler:
             log.info("message from %s refused: a loop", _peer_ip(session))
             return replies.S554_LOOP
         queue_id = transaction.queue_id
-        arrival = inbound.Arrival(
-            queue_id=queue_id,
-            client_ip=_peer_ip(session),
-            helo=message.safe_helo(session.host_name),
-            mail_from=transaction.mail_from,
-            content=content,
-            message_id=message.message_id(content),
-        )
+        arrival = _arrival(session, transaction, content)
         try:
             stored = await self.commits.run(inbound.Incoming(arrival, transaction.accepted))
         except STORAGE_ERRORS as exc:
@@ -241,12 +224,18 @@ class InboundHandler:
             stored.dropped,
             stored.refused,
         )
+        return await self._stored_reply(queue_id, stored)
+
+    async def _stored_reply(self, queue_id: str, stored: inbound.Stored) -> str:
+        """The reply to a message once stored (committed): refused, dropped, delivered in
+        session, or queued."""
         if stored.refused_by_all:
             return replies.S550_NO_RECIPIENT_LEFT
         if stored.message_id is None:
             return replies.S250_DROPPED
-        if self.inline is not None and self.config.inline_delivery_timeout > 0:
-            reply = await self._deliver_in_session(queue_id, stored.delivery_ids)
+        patience = self.config.inline_delivery_timeout
+        if self.inline is not None and patience > 0:
+            reply = await deliver_in_session(self.inline, queue_id, stored.delivery_ids, patience)
             if reply is not None:
                 return reply
         if self.on_queued is not None:
@@ -262,41 +251,9 @@ class InboundHandler:
             now=utcnow(),
         )
 
-    def _log_refusal(self, row: dict[str, Any]) -> None:
-        """Log a refused recipient in the background, refusals batched together: the
-        activity log is a record, not a promise, and the client need not wait for it
-        (a dictionary attack would otherwise cost a commit per guess)."""
-        task = asyncio.ensure_future(self.refusals.run(row))
-        self._logging.add(task)
-        task.add_done_callback(self._logged)
-
     async def drain(self) -> None:
         """Wait until the refusals logged so far are written (the server is stopping)."""
-        self.refusal_log.flush()
-        while self._logging:
-            await asyncio.gather(*self._logging, return_exceptions=True)
-
-    def _logged(self, task: asyncio.Future[None]) -> None:
-        self._logging.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("refused recipient not logged: %r", task.exception())
-
-    async def _deliver_in_session(self, queue_id: str, ids: list[int]) -> str | None:
-        """The reply when the in-session attempt settled the message, else None (queue it).
-        The message is already committed: whatever happens here, nothing is lost."""
-        assert self.inline is not None
-        try:
-            result = await self.inline.attempt_inline(ids, self.config.inline_delivery_timeout)
-        except Exception:
-            log.exception("in-session delivery of %s failed; the queue takes over", queue_id)
-            return None
-        refusal = result.refusal_reply()
-        if refusal is not None:
-            log.info("message %s refused in session by every destination", queue_id)
-            return refusal
-        if result.delivered:
-            return replies.S250_DELIVERED.format(queue_id=queue_id)
-        return None
+        await self.refusals.drain()
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would otherwise answer "500 Error: (ExceptionName) text": a 5xx that
@@ -310,6 +267,17 @@ def _peer_ip(session: Any) -> str | None:
     return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
+def _arrival(session: Any, transaction: Transaction, content: bytes | bytearray) -> inbound.Arrival:
+    return inbound.Arrival(
+        queue_id=transaction.queue_id,
+        client_ip=_peer_ip(session),
+        helo=message.safe_helo(session.host_name),
+        mail_from=transaction.mail_from,
+        content=content,
+        message_id=message.message_id(content),
+    )
+
+
 def _protocol(session: Any, envelope: Any) -> str:
     """The "with" keyword of RFC 3848 and RFC 6531."""
     if envelope.smtp_utf8:
@@ -317,8 +285,3 @@ def _protocol(session: Any, envelope: Any) -> str:
     else:
         base = "ESMTP" if session.extended_smtp else "SMTP"
     return base + ("S" if session.ssl is not None else "")
-
-
-def _write_log_rows(session: Session, rows: list[dict[str, Any]]) -> list[None]:
-    activity.record_many(session, rows)
-    return [None] * len(rows)
