@@ -9,7 +9,7 @@ Contents under INCREMENTAL_FROM, nearly all mail, go the usual way.
 
 Only where the session runs on the standard library's sqlite3 (the SMTP server's group
 commit and the worker in ``serve``): elsewhere (aiosqlite, PostgreSQL) incremental() is None
-and the column is bound and read as usual.
+and the column is bound and read as usual. app.db.content chooses.
 """
 
 from __future__ import annotations

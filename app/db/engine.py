@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
+# How long a writer waits for another process's write lock before it gives up (SQLITE_BUSY).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 LOCK_POLL_FIRST = 0.0001  # seconds between the first tries of a busy write lock
 LOCK_POLL_MAX = 0.001
@@ -69,14 +70,17 @@ def create_sqlite_reader(url: str) -> Engine:
     return engine
 
 
-def create_sqlite_writer(url: str) -> Engine:
+def create_sqlite_writer(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
     """A synchronous engine of one connection on the SQLite database at ``url``, tuned as
-    the async one, for the SMTP server's group commit (app.db.group_commit)."""
+    the async one, for the SMTP server's group commit (app.db.group_commit); a transaction
+    waits up to ``busy_timeout_ms`` for the write lock."""
     prepare_sqlite_files(url)
     engine = sa_create_engine(
         make_url(url).set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0
     )
-    _tune_sqlite(engine, foreign_keys=True, read_only=False, poll_lock=True)
+    _tune_sqlite(
+        engine, foreign_keys=True, read_only=False, poll_lock=True, busy_timeout_ms=busy_timeout_ms
+    )
     return engine
 
 
@@ -124,7 +128,12 @@ def _is_sticky(directory: Path) -> bool:
 
 
 def _tune_sqlite(
-    engine: AsyncEngine | Engine, *, foreign_keys: bool, read_only: bool, poll_lock: bool = False
+    engine: AsyncEngine | Engine,
+    *,
+    foreign_keys: bool,
+    read_only: bool,
+    poll_lock: bool = False,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
 ) -> None:
     """``poll_lock``: wait for the write lock by polling it finely (begin_immediate) rather
     than in SQLite's busy handler; only where a blocking wait is allowed (a sync engine in
@@ -133,20 +142,12 @@ def _tune_sqlite(
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # FULL: every commit is fsync'd, even in WAL mode; an accepted message survives
-        # power loss, not only a killed process.
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
-        cursor.execute(f"PRAGMA busy_timeout={0 if poll_lock else SQLITE_BUSY_TIMEOUT_MS}")
-        if read_only:
-            cursor.execute("PRAGMA query_only=ON")
-        cursor.close()
-        # SQLite's lower() folds ASCII only; searches must fold "Ä" as PostgreSQL does.
-        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+        _configure(
+            dbapi_connection,
+            foreign_keys=foreign_keys,
+            read_only=read_only,
+            busy_timeout_ms=0 if poll_lock else busy_timeout_ms,
+        )
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -154,7 +155,7 @@ def _tune_sqlite(
         # can fail at once with SQLITE_BUSY instead of waiting for busy_timeout.
         if poll_lock:
             try:
-                begin_immediate(connection.connection.dbapi_connection)
+                begin_immediate(connection.connection.dbapi_connection, busy_timeout_ms / 1000)
             except sqlite3.Error as exc:
                 # SQLAlchemy does not wrap what a begin listener raises: callers catch
                 # its exceptions (the SMTP server answers 451 to an OperationalError).
@@ -163,13 +164,32 @@ def _tune_sqlite(
             connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def begin_immediate(connection: sqlite3.Connection, timeout: float | None = None) -> None:
-    """BEGIN IMMEDIATE, waiting for another process's write lock in steps of at most a
-    millisecond. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between
-    tries: with the SMTP processes and the worker each committing every few milliseconds
-    for well under one, a writer slept through most of the time the lock stood free."""
-    wait = SQLITE_BUSY_TIMEOUT_MS / 1000 if timeout is None else timeout
-    deadline = time.monotonic() + wait
+def _configure(
+    dbapi_connection: Any, *, foreign_keys: bool, read_only: bool, busy_timeout_ms: int
+) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: every commit is fsync'd, even in WAL mode; an accepted message survives
+    # power loss, not only a killed process.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    if read_only:
+        cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+    # SQLite's lower() folds ASCII only; searches must fold "Ä" as PostgreSQL does.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def begin_immediate(connection: sqlite3.Connection, timeout: float) -> None:
+    """BEGIN IMMEDIATE, waiting up to ``timeout`` seconds for another process's write lock,
+    in steps of at most a millisecond. SQLite's own busy handler sleeps 1, 2, 5, 10, 15,
+    20, 25... ms between tries: with the SMTP processes and the worker each committing
+    every few milliseconds for well under one, a writer slept through most of the time the
+    lock stood free."""
+    deadline = time.monotonic() + timeout
     pause = LOCK_POLL_FIRST
     while True:
         try:

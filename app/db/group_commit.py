@@ -1,11 +1,12 @@
 """Group commit: the items of concurrent callers are written in one transaction.
 
 Every accepted message is committed (fsync'd) before its 250. With one transaction per
-message, the commit, not the work, is the cost of a busy server; so while one commit
-runs, the messages that arrive wait for the next, and go in together: one batch of
-statements and one fsync for all of them. Nobody is answered before the commit that holds
-their item has succeeded. A failing item does not sink its neighbours: when a batch
-fails, each of its items is tried again alone, and only the failing ones fail.
+message, the commit, not the work, is the cost of a busy server (bench/forwarding.py
+measures it); so while one commit runs, the messages that arrive wait for the next, and
+go in together: one batch of statements and one fsync for all of them. Nobody is
+answered before the commit that holds their item has succeeded. A failing item does not
+sink its neighbours: when a batch fails, each of its items is tried again alone, and
+only the failing ones fail. Each batch runs where app.db.transactions says.
 """
 
 from __future__ import annotations
@@ -13,64 +14,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from app.db.engine import session_scope
+# SessionTransactions and ThreadTransactions are re-exported for app.runtime only, until
+# it imports them from app.db.transactions, where they live.
+from app.db.transactions import SessionTransactions as SessionTransactions
+from app.db.transactions import ThreadTransactions as ThreadTransactions
+from app.db.transactions import Transactions as Transactions
 
 log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-T = TypeVar("T")
 # Writes the items in the caller's transaction; one result per item, in order.
 Write = Callable[[Session, list[Item]], list[Result]]
-
-
-class Transactions(Protocol):
-    """Where a batch's transaction runs."""
-
-    async def run(self, work: Callable[[Session], T]) -> T: ...
-
-
-class SessionTransactions:
-    """In a unit of work of the async engine (the synchronous ``work`` runs through
-    AsyncSession.run_sync: on asyncpg, each statement is a native await)."""
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self.sessionmaker = sessionmaker
-
-    async def run(self, work: Callable[[Session], T]) -> T:
-        async with session_scope(self.sessionmaker) as session:
-            return await session.run_sync(work)
-
-
-class ThreadTransactions:
-    """On SQLite: the whole transaction in one thread, through the sqlite3 module.
-    Through aiosqlite each statement, the BEGIN and the COMMIT is a round trip between
-    the event loop and the database's thread; under load each waits its turn behind the
-    sessions the loop serves, and a batch took tens of milliseconds."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-commit")
-
-    async def run(self, work: Callable[[Session], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._transaction, work)
-
-    def _transaction(self, work: Callable[[Session], T]) -> T:
-        # Objects loaded here are used after the commit, in the event loop's thread.
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            return work(session)
-
-    def close(self) -> None:
-        self._thread.shutdown(wait=True)
-        self.engine.dispose()
 
 
 class GroupCommit(Generic[Item, Result]):

@@ -7,7 +7,8 @@ the message row keeps an empty ``content`` and the content goes into slices of
 PART_OCTETS, each written, then read, by a statement of its own, so that the driver never
 holds more than one. The reader fills one buffer of the message's size.
 
-Only on PostgreSQL (used() says where): SQLite has incremental BLOB I/O (app.db.blobs).
+Only on PostgreSQL (used() says where; app.db.content chooses): SQLite has incremental
+BLOB I/O (app.db.blobs).
 """
 
 from __future__ import annotations

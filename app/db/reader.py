@@ -61,9 +61,9 @@ class SessionReader:
 class PostgresReader:
     """A look-up is one round trip: autocommit (a lone SELECT needs no transaction, and on
     asyncpg its BEGIN and ROLLBACK are a round trip each) and no ping before each use (the
-    pool's pre-ping, another). Measured on one connection: 725 us a look-up, 307 without
-    those. A connection PostgreSQL dropped (a restart) is found when it fails instead:
-    SQLAlchemy then invalidates the pool, and the look-up is tried once more."""
+    pool's pre-ping, another; bench/rcpt.py measures a look-up). A connection PostgreSQL
+    dropped (a restart) is found when it fails instead: SQLAlchemy then invalidates the
+    pool, and the look-up is tried once more."""
 
     # Beside the main engine's 10 + 10. No overflow: a connection past the pool is opened
     # for one use and closed (PostgreSQL forks a backend for it, milliseconds); a look-up

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app.db.engine import session_scope
-from app.db.group_commit import SessionTransactions, Transactions
 from app.db.models import Activity, Delivery
+from app.db.transactions import SessionTransactions, Transactions
 from app.delivery import dsn
 from app.delivery.outcome import Outcome
 from app.services import activity, outbox, queue
@@ -67,7 +67,7 @@ class Ledger:
 
         def write_and_drop(session: Session) -> None:
             write(session)
-            queue.drop_finished_messages_in(session, finished)
+            queue.drop_finished_messages(session, finished)
 
         if not failed:  # the usual batch: one transaction, in one go on SQLite
             await self.transactions.run(write_and_drop)
@@ -76,7 +76,7 @@ class Ledger:
             await session.run_sync(write)
             if settle:
                 await self._settle_failures(session, failed, outcomes, bounce=True, now=now)
-                await queue.drop_finished_messages(session, finished)
+                await session.run_sync(lambda sync: queue.drop_finished_messages(sync, finished))
         return failed
 
     def _record_one(
@@ -185,4 +185,5 @@ class Ledger:
             for delivery in failed:
                 session.add(delivery)
             await self._settle_failures(session, failed, outcomes, bounce=bounce, now=self.clock())
-            await queue.drop_finished_messages(session, {d.message_id for d in claimed})
+            finished = {d.message_id for d in claimed}
+            await session.run_sync(lambda sync: queue.drop_finished_messages(sync, finished))

@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.group_commit import SessionTransactions, Transactions
 from app.db.models import Delivery
+from app.db.transactions import SessionTransactions, Transactions
 from app.db.types import utcnow
 from app.delivery.connections import ConnectionCache
 from app.delivery.inline import InlineResult
@@ -50,6 +50,10 @@ class WorkerConfig:
     # unicast addresses, never to our own listener (app.routing.networks).
     networks: DeliveryNetworks = GLOBAL_ONLY
     batch_size: int = 100
+    # The message content one claim loads at most: a batch of large messages would
+    # otherwise be held all at once (a hundred 25 MiB messages, 2.5 GB). A batch has one
+    # message at least, whatever its size.
+    batch_octets: int = 32 * 1024 * 1024
     lease: timedelta = timedelta(minutes=10)
     poll_interval: float = 5.0
     # Seconds a connection that ended a step waits for the next (connections.py); 0:
@@ -123,8 +127,13 @@ class DeliveryWorker:
     async def _step(self) -> queue.Batch:
         now = self.clock()
         batch = await self.transactions.run(
-            lambda session: queue.claim_batch_in(
-                session, self.id, now, limit=self.config.batch_size, lease=self.config.lease
+            lambda session: queue.claim_due(
+                session,
+                self.id,
+                now,
+                limit=self.config.batch_size,
+                lease=self.config.lease,
+                max_octets=self.config.batch_octets,
             )
         )
         if batch.deliveries:
@@ -142,7 +151,7 @@ class DeliveryWorker:
         now = self.clock()
         until = now + self.config.lease
         claimed = await self.transactions.run(
-            lambda session: queue.claim_in(session, ids, self.id, now, until)
+            lambda session: queue.claim(session, ids, self.id, now, until)
         )
         if not claimed:
             return InlineResult()

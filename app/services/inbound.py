@@ -1,5 +1,10 @@
 """Storing an accepted message: once, whatever its number of recipients, with one delivery per
-destination, in the caller's unit of work (the SMTP server commits before it answers 250)."""
+destination, in the caller's unit of work (the SMTP server commits before it answers 250).
+
+store() takes a synchronous Session and a batch, and has no async twin: the SMTP server's
+group commit runs it (app.db.group_commit), on SQLite in one go in the database's thread;
+an async caller runs it with ``await session.run_sync(lambda sync: store(sync, ...))``.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-from app.db import blobs, parts
-from app.db.models import Delivery, Message
+from app.db import content
+from app.db.models import Delivery
 from app.routing import CATCH_ALL_KEY, Decision, MatchKind, Outcome
 from app.routing.srs import Srs
 from app.services import activity, rule_use
@@ -72,25 +76,7 @@ def rule_label(decision: Decision, domain: str) -> str | None:
     return f"{local}@{domain}"
 
 
-async def store(
-    session: AsyncSession,
-    arrival: Arrival,
-    recipients: list[Accepted],
-    *,
-    srs: Srs,
-    queue_lifetime: timedelta,
-    now: datetime,
-) -> Stored:
-    """Store ``arrival`` for its forwarding recipients; log the drops; count rule use
-    (recipients whose rule can no longer take it get nothing: Stored.refused)."""
-    items = [Incoming(arrival, recipients)]
-    (stored,) = await session.run_sync(
-        lambda sync: store_all(sync, items, srs=srs, queue_lifetime=queue_lifetime, now=now)
-    )
-    return stored
-
-
-def store_all(
+def store(
     session: Session,
     incoming: Sequence[Incoming],
     *,
@@ -98,101 +84,58 @@ def store_all(
     queue_lifetime: timedelta,
     now: datetime,
 ) -> list[Stored]:
-    """Store several messages in the caller's unit of work with a few statements in all,
-    whatever their number (the SMTP server's group commit): core inserts, no ORM objects.
-    Synchronous, so that on SQLite the whole batch runs in the database's thread in one
-    go (app.db.group_commit); async callers use AsyncSession.run_sync."""
+    """Store each of ``incoming`` for its forwarding recipients in the caller's unit of
+    work, with a few statements in all whatever their number: core inserts, no ORM
+    objects. Log the drops; count rule use (recipients whose rule can no longer take a
+    message get nothing: Stored.refused)."""
     results = [Stored() for _ in incoming]
+    kept = _routed(session, incoming, results, srs, now)
+    if not kept:
+        return results
+    arrivals = [incoming[index].arrival for index, _ in kept]
+    message_ids = content.insert_messages(
+        session, [_message_row(a, now) for a in arrivals], [a.content for a in arrivals]
+    )
+    rows: list[dict[str, Any]] = []
+    owners: list[int] = []
+    for (index, targets), message_id in zip(kept, message_ids, strict=True):
+        results[index].message_id = message_id
+        for target in targets.values():
+            rows.append(_delivery_row(message_id, target, now + queue_lifetime, now))
+            owners.append(index)
+    for index, delivery_id in zip(owners, session.scalars(_INSERT_DELIVERIES, rows), strict=True):
+        results[index].delivery_ids.append(delivery_id)
+    return results
+
+
+# Where a message goes, keyed by the destination folded: (recipient, destination, sender).
+Targets = dict[str, tuple[Accepted, str, str]]
+
+
+def _routed(
+    session: Session, incoming: Sequence[Incoming], results: list[Stored], srs: Srs, now: datetime
+) -> list[tuple[int, Targets]]:
+    """Count each message against its recipients' rules, then where it goes: (its index,
+    its targets) for each that goes anywhere. Refusals and drops are logged, and counted
+    in ``results``."""
     wanted = [{a.decision.rule.id for a in item.recipients if a.decision.rule} for item in incoming]
     taken = rule_use.reserve(session, wanted, now)
-    kept: list[tuple[int, dict[str, tuple[Accepted, str, str]]]] = []
+    kept: list[tuple[int, Targets]] = []
     for index, item in enumerate(incoming):
         recipients = _still_receiving(session, item, taken[index], results[index], now)
         targets = _targets(session, Incoming(item.arrival, recipients), results[index], srs, now)
         if targets:
             kept.append((index, targets))
-    if not kept:
-        return results
-    message_ids = _insert_messages(session, [incoming[index].arrival for index, _ in kept], now)
-    rows: list[dict[str, Any]] = []
-    owners: list[int] = []
-    for (index, targets), message_id in zip(kept, message_ids, strict=True):
-        results[index].message_id = message_id
-        for accepted, destination, sender in targets.values():
-            domain = accepted.address.rpartition("@")[2].lower()
-            rows.append(
-                {
-                    "message_id": message_id,
-                    "rule_id": accepted.decision.rule.id if accepted.decision.rule else None,
-                    "rule": rule_label(accepted.decision, domain),
-                    "original_rcpt": accepted.address,
-                    "recipient": destination,
-                    "mail_from": sender,
-                    "status": "queued",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "expires_at": now + queue_lifetime,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            owners.append(index)
-    delivery_ids = session.scalars(
-        insert(_deliveries).returning(_deliveries.c.id, sort_by_parameter_order=True), rows
-    )
-    for index, delivery_id in zip(owners, delivery_ids, strict=True):
-        results[index].delivery_ids.append(delivery_id)
-    return results
+    return kept
 
 
-_messages = cast(Table, Message.__table__)
 _deliveries = cast(Table, Delivery.__table__)
-_INSERT = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
-# SQLite: the content's room only, then written into it (app.db.blobs).
-_INSERT_RESERVED = (
-    insert(_messages)
-    .values(content=func.zeroblob(bindparam("content_size")))
-    .returning(_messages.c.id, sort_by_parameter_order=True)
-)
+_INSERT_DELIVERIES = insert(_deliveries).returning(_deliveries.c.id, sort_by_parameter_order=True)
 
 
-def _insert_messages(session: Session, arrivals: list[Arrival], now: datetime) -> list[int]:
-    """Each arrival's message row; the ids in order. On sqlite3 a large content is written
-    into its row by incremental BLOB I/O (app.db.blobs); a small one is bound, which takes
-    fewer calls into SQLite (each hands the GIL to the event loop's thread and back). On
-    PostgreSQL a large content goes in parts (app.db.parts)."""
-    sqlite = blobs.incremental(session)
-    sliced = parts.used(session)
-    reserve = [sqlite is not None and len(a.content) >= blobs.INCREMENTAL_FROM for a in arrivals]
-    split = [sliced and len(a.content) >= parts.PARTS_FROM for a in arrivals]
-    ids = [0] * len(arrivals)
-    for reserved in (False, True):
-        chosen = [i for i, is_large in enumerate(reserve) if is_large is reserved]
-        if chosen:
-            rows = [
-                _message_row(
-                    arrivals[i],
-                    now,
-                    content=None if reserved else b"" if split[i] else arrivals[i].content,
-                )
-                for i in chosen
-            ]
-            new_ids = session.scalars(_INSERT_RESERVED if reserved else _INSERT, rows)
-            for i, message_id in zip(chosen, new_ids, strict=True):
-                ids[i] = message_id
-    if sqlite is not None:
-        blobs.write(sqlite, [(ids[i], arrivals[i].content) for i, big in enumerate(reserve) if big])
-    for i, arrival in enumerate(arrivals):
-        if split[i]:
-            parts.write(session, ids[i], arrival.content)
-    return ids
-
-
-def _message_row(
-    arrival: Arrival, now: datetime, *, content: bytes | bytearray | None
-) -> dict[str, Any]:
-    """The row of ``arrival``; ``content`` None: room for it only (_INSERT_RESERVED)."""
-    row = {
+def _message_row(arrival: Arrival, now: datetime) -> dict[str, Any]:
+    """The row of ``arrival``, but for its content (app.db.content stores that)."""
+    return {
         "kind": "inbound",
         "queue_id": arrival.queue_id,
         "created_at": now,
@@ -202,11 +145,28 @@ def _message_row(
         "message_id": arrival.message_id,
         "size": len(arrival.content),
     }
-    if content is None:
-        row["content_size"] = len(arrival.content)
-    else:
-        row["content"] = content
-    return row
+
+
+def _delivery_row(
+    message_id: int, target: tuple[Accepted, str, str], expires_at: datetime, now: datetime
+) -> dict[str, Any]:
+    """The queued delivery of message ``message_id`` to one target (Targets)."""
+    accepted, destination, sender = target
+    domain = accepted.address.rpartition("@")[2].lower()
+    return {
+        "message_id": message_id,
+        "rule_id": accepted.decision.rule.id if accepted.decision.rule else None,
+        "rule": rule_label(accepted.decision, domain),
+        "original_rcpt": accepted.address,
+        "recipient": destination,
+        "mail_from": sender,
+        "status": "queued",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "expires_at": expires_at,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _still_receiving(
@@ -236,9 +196,7 @@ def _still_receiving(
     return kept
 
 
-def _targets(
-    session: Session, item: Incoming, stored: Stored, srs: Srs, now: datetime
-) -> dict[str, tuple[Accepted, str, str]]:
+def _targets(session: Session, item: Incoming, stored: Stored, srs: Srs, now: datetime) -> Targets:
     """Where ``item`` goes: one delivery per destination, however many recipients lead
     there (as Postfix removes duplicates after alias expansion), keyed by the destination
     folded: (recipient, destination, sender). Drops are logged and counted in ``stored``."""
@@ -246,7 +204,7 @@ def _targets(
     envelope = activity.Envelope(
         arrival.client_ip, arrival.mail_from, arrival.message_id, len(arrival.content)
     )
-    targets: dict[str, tuple[Accepted, str, str]] = {}
+    targets: Targets = {}
     for accepted in item.recipients:
         decision = accepted.decision
         if decision.outcome is Outcome.DROP:

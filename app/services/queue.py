@@ -4,6 +4,11 @@ Several workers may share one PostgreSQL: a claim is ``SELECT ... FOR UPDATE SKI
 then a lease (``claimed_until``); a worker that dies loses its claims when the lease runs
 out. SQLite has one writer at a time (every transaction begins IMMEDIATE), and one worker
 process, which takes back every claim when it starts.
+
+Claims, outcomes and dropping finished messages run inside the worker's transactions
+(app.db.transactions), in one go on a synchronous Session: those functions take a
+``Session`` and have no async twin; an async caller runs them in its unit of work with
+``await session.run_sync(lambda sync: claim(sync, ...))``. The rest take an AsyncSession.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from sqlalchemy import Table, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 
-from app.db import blobs, parts
+from app.db import content
 from app.db.models import Delivery, Message
 from app.errors import NotFound, QueueItemBusy, QueueItemNotFound
 
@@ -30,44 +35,23 @@ WAITING = (QUEUED, DELIVERING)
 _queue_id_only = selectinload(Delivery.message).load_only(Message.queue_id)
 
 
-async def claim_due(
-    session: AsyncSession, worker: str, now: datetime, *, limit: int, lease: timedelta
-) -> list[Delivery]:
-    """Take up to ``limit`` deliveries that are due, or whose claim has lapsed."""
-    return await session.run_sync(
-        lambda sync: claim_due_in(sync, worker, now, limit=limit, lease=lease)
-    )
-
-
-# The message content one claim loads at most: a batch of large messages would otherwise
-# be held all at once (a hundred 25 MiB messages, 2.5 GB). A batch has one at least.
-MAX_BATCH_OCTETS = 32 * 1024 * 1024
-
-
 @dataclass(frozen=True, slots=True)
 class Batch:
     deliveries: list[Delivery]
     full: bool  # cut by the limit or the octets: more may be due now
 
 
-def claim_due_in(
-    session: Session, worker: str, now: datetime, *, limit: int, lease: timedelta
-) -> list[Delivery]:
-    """claim_due in a synchronous session (app.db.group_commit.Transactions runs it)."""
-    return claim_batch_in(session, worker, now, limit=limit, lease=lease).deliveries
-
-
-def claim_batch_in(
+def claim_due(
     session: Session,
     worker: str,
     now: datetime,
     *,
     limit: int,
     lease: timedelta,
-    max_octets: int | None = None,
+    max_octets: int,
 ) -> Batch:
-    """Up to ``limit`` due deliveries whose messages come to at most ``max_octets`` (the
-    first always), claimed, with their messages loaded."""
+    """Claim up to ``limit`` deliveries that are due, or whose claim has lapsed, and whose
+    messages come to at most ``max_octets`` (the first always), with their messages loaded."""
     due = or_(
         (Delivery.status == QUEUED) & (Delivery.next_attempt_at <= now),
         (Delivery.status == DELIVERING) & (Delivery.claimed_until < now),
@@ -80,23 +64,22 @@ def claim_batch_in(
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)
     ).all()
-    budget = MAX_BATCH_OCTETS if max_octets is None else max_octets
     ids: list[int] = []
     loaded: set[int] = set()  # each message's content is loaded once, however many go
     octets = 0
     for delivery_id, message_id, size in rows:
         more = 0 if message_id in loaded else size
-        if ids and octets + more > budget:
+        if ids and octets + more > max_octets:
             break
         octets += more
         loaded.add(message_id)
         ids.append(delivery_id)
-    claimed = claim_in(session, ids, worker, now, now + lease)
+    claimed = claim(session, ids, worker, now, now + lease)
     return Batch(claimed, full=len(ids) < len(rows) or len(rows) == limit)
 
 
-async def claim(
-    session: AsyncSession, ids: Sequence[int], worker: str, now: datetime, until: datetime
+def claim(
+    session: Session, ids: Sequence[int], worker: str, now: datetime, until: datetime
 ) -> list[Delivery]:
     """Claim those of the given deliveries that wait and that no live claim holds, with
     their messages loaded.
@@ -104,13 +87,6 @@ async def claim(
     A live claim is never taken over, not even one by the same ``worker`` (in ``serve``
     the queue step and the in-session attempt share an id): whoever holds it sends.
     """
-    return await session.run_sync(lambda sync: claim_in(sync, ids, worker, now, until))
-
-
-def claim_in(
-    session: Session, ids: Sequence[int], worker: str, now: datetime, until: datetime
-) -> list[Delivery]:
-    """claim in a synchronous session."""
     if not ids:
         return []
     free = (Delivery.status == QUEUED) | (Delivery.claimed_until < now)
@@ -126,23 +102,15 @@ def claim_in(
     )
     if not claimed:
         return []
-    sqlite = blobs.incremental(session)
-    with_message = selectinload(Delivery.message)
-    if sqlite is not None:
-        with_message = with_message.defer(Message.content)  # read by app.db.blobs
     rows = session.scalars(
         select(Delivery)
         .where(Delivery.id.in_(claimed))
         .order_by(Delivery.id)
-        .options(with_message)
+        .options(content.with_messages(session))
         .execution_options(populate_existing=True)
     )
     deliveries = list(rows)
-    messages = {d.message.id: d.message for d in deliveries}
-    if sqlite is not None:
-        blobs.load(session, sqlite, messages)  # deferred above
-    else:
-        parts.load(session, messages.values())  # those kept in parts (PostgreSQL)
+    content.load(session, {d.message.id: d.message for d in deliveries}.values())
     return deliveries
 
 
@@ -217,15 +185,10 @@ def defer(
     delivery.next_attempt_at = retry_at
 
 
-async def drop_finished_messages(session: AsyncSession, message_ids: set[int]) -> None:
+def drop_finished_messages(session: Session, message_ids: set[int]) -> None:
     """Delete messages none of whose deliveries still wait: their content served its use
     (their deliveries go with them; the activity log keeps the history)."""
-    await session.flush()  # the statuses just set must be in the database for the check
-    await session.run_sync(lambda sync: drop_finished_messages_in(sync, message_ids))
-
-
-def drop_finished_messages_in(session: Session, message_ids: set[int]) -> None:
-    """drop_finished_messages in a synchronous session (its changes flushed)."""
+    session.flush()  # the statuses just set must be in the database for the check
     if not message_ids:
         return
     waiting = exists().where(Delivery.message_id == Message.id, Delivery.status.in_(WAITING))
@@ -273,8 +236,7 @@ async def remove(session: AsyncSession, delivery_id: int, now: datetime) -> None
     delivery = _idle(await get_waiting(session, delivery_id), now)
     message_id = delivery.message_id
     await session.delete(delivery)
-    await session.flush()
-    await drop_finished_messages(session, {message_id})
+    await session.run_sync(lambda sync: drop_finished_messages(sync, {message_id}))
 
 
 def _idle(delivery: Delivery, now: datetime) -> Delivery:
@@ -288,5 +250,5 @@ async def get_message(session: AsyncSession, message_id: int) -> Message:
     message = await session.get(Message, message_id)
     if message is None:
         raise NotFound(f"no stored message with id {message_id}")
-    await session.run_sync(lambda sync: parts.load(sync, [message]))
+    await session.run_sync(lambda sync: content.load(sync, [message]))
     return message

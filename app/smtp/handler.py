@@ -6,23 +6,21 @@ Mailman's rule applies: the unit of work is committed at the edge. handle_DATA c
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import logging
 import secrets
-import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app import message
-from app.db.group_commit import GroupCommit, SessionTransactions, Transactions
+from app.db.errors import OUTAGE_ERRORS, STORAGE_ERRORS, is_disk_full
+from app.db.group_commit import GroupCommit
 from app.db.reader import Reader, SessionReader
+from app.db.transactions import SessionTransactions, Transactions
 from app.db.types import utcnow
 from app.errors import InvalidAddress
 from app.routing import Decision, Refusal
@@ -30,8 +28,9 @@ from app.routing.address import forwardable_sender
 from app.routing.srs import Srs
 from app.services import activity, inbound, routes
 from app.smtp import replies
+from app.smtp.inline import InlineDelivery, deliver_in_session
 from app.smtp.limits import PenaltyBox
-from app.smtp.refusals import RefusalLog
+from app.smtp.refusals import RefusalWriter
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,6 @@ MAX_RECEIVED = 30
 # RFC 5321 4.5.3.1.3: a path, "<" and ">" included, is at most 256 octets; the stored
 # sender (and its SRS form) must fit the 320-character columns.
 MAX_PATH_OCTETS = 256 - 2
-DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
-POSTGRESQL_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full (Appendix A)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +48,6 @@ class InboundConfig:
     inline_delivery_timeout: float = 0.0  # 0: queue only
     postmaster: str | None = None  # where <postmaster> goes (RFC 5321 4.5.1)
     refusals_per_minute: int = 10  # refused recipients logged one by one, per client
-
-
-class InlineResult(Protocol):
-    @property
-    def delivered(self) -> bool: ...
-
-    def refusal_reply(self) -> str | None: ...
-
-
-class InlineDelivery(Protocol):
-    """The delivery worker as the SMTP server sees it (app.delivery.worker.DeliveryWorker)."""
-
-    async def attempt_inline(self, ids: Sequence[int], patience: float) -> InlineResult: ...
 
 
 @dataclass(slots=True)
@@ -116,9 +100,7 @@ class InboundHandler:
         self.reader = reader or SessionReader(sessionmaker)
         transactions = transactions or SessionTransactions(sessionmaker)
         self.commits = GroupCommit(transactions, self._store)
-        self.refusals = GroupCommit(transactions, _write_log_rows)
-        self._logging: set[asyncio.Future[None]] = set()
-        self.refusal_log = RefusalLog(self._log_refusal, per_minute=config.refusals_per_minute)
+        self.refusals = RefusalWriter(transactions, per_minute=config.refusals_per_minute)
         # Shared with the Gate, which turns boxed addresses away (app.smtp.limits).
         self.penalty = penalty
         self.srs = srs
@@ -168,30 +150,35 @@ class InboundHandler:
             )
         except InvalidAddress:
             return replies.S501_BAD_ADDRESS
-        except DATABASE_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             log.warning(
                 "RCPT from %s deferred: database unavailable (%s)", peer, type(exc).__name__
             )
             return replies.S451_TEMPORARY_FAILURE
         if not decision.accepted:
-            log.info("RCPT %s from %s refused: %s", address, peer, decision.refusal)
-            if decision.refusal is Refusal.BAD_SRS and self.penalty is not None and peer:
-                # Each forged bounce address is a guess at our SRS hash (app.smtp.limits).
-                if self.penalty.strike(peer):
-                    log.warning("%s: in the penalty box (forged SRS addresses)", peer)
-            self.refusal_log.refused(
-                activity.row(
-                    activity.Envelope(peer, transaction.mail_from),
-                    status=activity.REJECTED,
-                    address=address,
-                    reply=decision.explanation,
-                )
-            )
-            return refusal_reply(address, decision)
+            return self._refuse(address, decision, peer, transaction.mail_from)
         transaction.accepted.append(inbound.Accepted(address, decision))
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.S250_RECIPIENT_OK
+
+    def _refuse(self, address: str, decision: Decision, peer: str | None, sender: str) -> str:
+        """Log a refused recipient (a forged SRS address counts against the client), and
+        the reply that refuses it."""
+        log.info("RCPT %s from %s refused: %s", address, peer, decision.refusal)
+        if decision.refusal is Refusal.BAD_SRS and self.penalty is not None and peer:
+            # Each forged bounce address is a guess at our SRS hash (app.smtp.limits).
+            if self.penalty.strike(peer):
+                log.warning("%s: in the penalty box (forged SRS addresses)", peer)
+        self.refusals.refused(
+            activity.row(
+                activity.Envelope(peer, sender),
+                status=activity.REJECTED,
+                address=address,
+                reply=decision.explanation,
+            )
+        )
+        return refusal_reply(address, decision)
 
     def begin_data(self, session: Any, envelope: Any) -> bytes:
         """Our trace field (RFC 5321 4.4), made when DATA begins, as Postfix's smtpd does:
@@ -223,19 +210,12 @@ class InboundHandler:
             log.info("message from %s refused: a loop", _peer_ip(session))
             return replies.S554_LOOP
         queue_id = transaction.queue_id
-        arrival = inbound.Arrival(
-            queue_id=queue_id,
-            client_ip=_peer_ip(session),
-            helo=message.safe_helo(session.host_name),
-            mail_from=transaction.mail_from,
-            content=content,
-            message_id=message.message_id(content),
-        )
+        arrival = _arrival(session, transaction, content)
         try:
             stored = await self.commits.run(inbound.Incoming(arrival, transaction.accepted))
-        except DATABASE_ERRORS + (DBAPIError,) as exc:
+        except STORAGE_ERRORS as exc:
             log.error("message %s not stored: %s", queue_id, type(exc).__name__)
-            return replies.S452_STORAGE if _disk_full(exc) else replies.S451_TEMPORARY_FAILURE
+            return replies.S452_STORAGE if is_disk_full(exc) else replies.S451_TEMPORARY_FAILURE
         log.info(
             "message %s from %s stored: %d deliveries, %d dropped, %d refused",
             queue_id,
@@ -244,12 +224,18 @@ class InboundHandler:
             stored.dropped,
             stored.refused,
         )
+        return await self._stored_reply(queue_id, stored)
+
+    async def _stored_reply(self, queue_id: str, stored: inbound.Stored) -> str:
+        """The reply to a message once stored (committed): refused, dropped, delivered in
+        session, or queued."""
         if stored.refused_by_all:
             return replies.S550_NO_RECIPIENT_LEFT
         if stored.message_id is None:
             return replies.S250_DROPPED
-        if self.inline is not None and self.config.inline_delivery_timeout > 0:
-            reply = await self._deliver_in_session(queue_id, stored.delivery_ids)
+        patience = self.config.inline_delivery_timeout
+        if self.inline is not None and patience > 0:
+            reply = await deliver_in_session(self.inline, queue_id, stored.delivery_ids, patience)
             if reply is not None:
                 return reply
         if self.on_queued is not None:
@@ -257,7 +243,7 @@ class InboundHandler:
         return replies.S250_QUEUED.format(queue_id=queue_id)
 
     def _store(self, session: Session, incoming: list[inbound.Incoming]) -> list[inbound.Stored]:
-        return inbound.store_all(
+        return inbound.store(
             session,
             incoming,
             srs=self.srs,
@@ -265,41 +251,9 @@ class InboundHandler:
             now=utcnow(),
         )
 
-    def _log_refusal(self, row: dict[str, Any]) -> None:
-        """Log a refused recipient in the background, refusals batched together: the
-        activity log is a record, not a promise, and the client need not wait for it
-        (a dictionary attack would otherwise cost a commit per guess)."""
-        task = asyncio.ensure_future(self.refusals.run(row))
-        self._logging.add(task)
-        task.add_done_callback(self._logged)
-
     async def drain(self) -> None:
         """Wait until the refusals logged so far are written (the server is stopping)."""
-        self.refusal_log.flush()
-        while self._logging:
-            await asyncio.gather(*self._logging, return_exceptions=True)
-
-    def _logged(self, task: asyncio.Future[None]) -> None:
-        self._logging.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("refused recipient not logged: %r", task.exception())
-
-    async def _deliver_in_session(self, queue_id: str, ids: list[int]) -> str | None:
-        """The reply when the in-session attempt settled the message, else None (queue it).
-        The message is already committed: whatever happens here, nothing is lost."""
-        assert self.inline is not None
-        try:
-            result = await self.inline.attempt_inline(ids, self.config.inline_delivery_timeout)
-        except Exception:
-            log.exception("in-session delivery of %s failed; the queue takes over", queue_id)
-            return None
-        refusal = result.refusal_reply()
-        if refusal is not None:
-            log.info("message %s refused in session by every destination", queue_id)
-            return refusal
-        if result.delivered:
-            return replies.S250_DELIVERED.format(queue_id=queue_id)
-        return None
+        await self.refusals.drain()
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would otherwise answer "500 Error: (ExceptionName) text": a 5xx that
@@ -313,6 +267,17 @@ def _peer_ip(session: Any) -> str | None:
     return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
+def _arrival(session: Any, transaction: Transaction, content: bytes | bytearray) -> inbound.Arrival:
+    return inbound.Arrival(
+        queue_id=transaction.queue_id,
+        client_ip=_peer_ip(session),
+        helo=message.safe_helo(session.host_name),
+        mail_from=transaction.mail_from,
+        content=content,
+        message_id=message.message_id(content),
+    )
+
+
 def _protocol(session: Any, envelope: Any) -> str:
     """The "with" keyword of RFC 3848 and RFC 6531."""
     if envelope.smtp_utf8:
@@ -320,21 +285,3 @@ def _protocol(session: Any, envelope: Any) -> str:
     else:
         base = "ESMTP" if session.extended_smtp else "SMTP"
     return base + ("S" if session.ssl is not None else "")
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """Whether storing failed for want of space: ENOSPC, SQLite's SQLITE_FULL, or
-    PostgreSQL's SQLSTATE 53100 (disk_full). Codes, not message text: PostgreSQL words
-    its messages in the server's lc_messages language."""
-    orig = getattr(exc, "orig", None) or exc
-    sqlite_code = getattr(orig, "sqlite_errorcode", None)
-    return (
-        (isinstance(orig, OSError) and orig.errno == errno.ENOSPC)
-        or (isinstance(sqlite_code, int) and sqlite_code & 0xFF == sqlite3.SQLITE_FULL)
-        or getattr(orig, "sqlstate", None) == POSTGRESQL_DISK_FULL
-    )
-
-
-def _write_log_rows(session: Session, rows: list[dict[str, Any]]) -> list[None]:
-    activity.record_many(session, rows)
-    return [None] * len(rows)

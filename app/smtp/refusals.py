@@ -1,9 +1,14 @@
-"""The activity log's record of refused recipients, bounded per client address.
+"""The activity log's record of refused recipients, bounded per client address, written
+in the background.
 
 A dictionary attack refuses a recipient per guess. Each is worth a row for the first few a
 minute from one address; past ``per_minute`` the rest are only counted, and one summary
 row says how many when that minute is over. A client cannot fill the database faster than
 ``per_minute`` + 1 rows a minute.
+
+The rows are written in the background, refusals batched together (RefusalWriter): the
+activity log is a record, not a promise, and the client need not wait for it (a
+dictionary attack would otherwise cost a commit per guess).
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from app.db.group_commit import GroupCommit
+from app.db.transactions import Transactions
 from app.ratelimit import Clock, Rate, RateLimiter
 from app.services import activity
 
@@ -73,3 +82,37 @@ class RefusalLog:
                 "(not logged one by one)",
             )
         )
+
+
+class RefusalWriter:
+    """Writes what a RefusalLog hands it in the background, in group commits of their own."""
+
+    def __init__(self, transactions: Transactions, *, per_minute: int) -> None:
+        self._commits = GroupCommit(transactions, _write_rows)
+        self._writing: set[asyncio.Future[None]] = set()
+        self._log = RefusalLog(self._write, per_minute=per_minute)
+
+    def refused(self, row: dict[str, Any]) -> None:
+        """One refused recipient, as an activity row (activity.row)."""
+        self._log.refused(row)
+
+    async def drain(self) -> None:
+        """Wait until the refusals logged so far are written (the server is stopping)."""
+        self._log.flush()
+        while self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)
+
+    def _write(self, row: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(self._commits.run(row))
+        self._writing.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Future[None]) -> None:
+        self._writing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("refused recipient not logged: %r", task.exception())
+
+
+def _write_rows(session: Session, rows: list[dict[str, Any]]) -> list[None]:
+    activity.record_many(session, rows)
+    return [None] * len(rows)

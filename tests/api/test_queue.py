@@ -22,6 +22,7 @@ Sessionmaker = async_sessionmaker[AsyncSession]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SENDER = "alice@sender.example"
 LEASE = timedelta(minutes=10)
+UNLIMITED_OCTETS = 2**40  # a claim cut by its count only
 
 
 async def queue_inbound(
@@ -44,13 +45,12 @@ async def queue_inbound(
         message_id="<1@sender.example>",
     )
     async with session_scope(sessionmaker) as session:
-        stored = await inbound.store(
-            session,
-            arrival,
-            [inbound.Accepted("shop@example.org", decision)],
-            srs=Srs("test-srs-secret-0123456789", HOSTNAME),
-            queue_lifetime=timedelta(days=5),
-            now=now,
+        incoming = [inbound.Incoming(arrival, [inbound.Accepted("shop@example.org", decision)])]
+        srs = Srs("test-srs-secret-0123456789", HOSTNAME)
+        (stored,) = await session.run_sync(
+            lambda sync: inbound.store(
+                sync, incoming, srs=srs, queue_lifetime=timedelta(days=5), now=now
+            )
         )
     return stored.delivery_ids
 
@@ -97,7 +97,10 @@ async def defer(sessionmaker: Sessionmaker, delivery_id: int, retry_at: datetime
 
 async def claim(sessionmaker: Sessionmaker, delivery_id: int, until: datetime) -> None:
     async with session_scope(sessionmaker) as session:
-        assert await queue.claim(session, [delivery_id], "worker-a", utcnow(), until)
+        now = utcnow()
+        assert await session.run_sync(
+            lambda sync: queue.claim(sync, [delivery_id], "worker-a", now, until)
+        )
 
 
 async def deliveries(sessionmaker: Sessionmaker) -> list[Delivery]:
@@ -232,8 +235,13 @@ async def test_retry_queue_item_is_claimed_by_the_next_worker_step(
     await defer(sessionmaker, delivery_id, utcnow() + timedelta(hours=1))
     await client.post(f"/v1/queue/{delivery_id}/retry")
     async with session_scope(sessionmaker) as session:
-        claimed = await queue.claim_due(session, "worker-a", utcnow(), limit=10, lease=LEASE)
-    assert [d.id for d in claimed] == [delivery_id]
+        now = utcnow()
+        batch = await session.run_sync(
+            lambda sync: queue.claim_due(
+                sync, "worker-a", now, limit=10, lease=LEASE, max_octets=UNLIMITED_OCTETS
+            )
+        )
+    assert [d.id for d in batch.deliveries] == [delivery_id]
 
 
 async def test_retry_queue_item_keeps_its_history(

@@ -20,8 +20,8 @@ from app.db.engine import create_sqlite_writer
 from app.db.models import Message
 from app.routing import Decision, MatchKind, Outcome
 from app.routing.srs import Srs
-from app.services import queue
-from app.services.inbound import Accepted, Arrival, Incoming, store_all
+from app.services import inbound, queue
+from app.services.inbound import Accepted, Arrival, Incoming
 from tests.conftest import HOSTNAME, sqlite_url
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -75,7 +75,7 @@ def test_blobs_store_and_claim_keep_content_byte_exact(
 ) -> None:
     srs = Srs("blobs-test-secret-0123456789abcdef", HOSTNAME)
     with Session(writer) as session, session.begin():
-        stored = store_all(
+        stored = inbound.store(
             session,
             [arrival(content) for content in sizes],
             srs=srs,
@@ -89,7 +89,7 @@ def test_blobs_store_and_claim_keep_content_byte_exact(
             assert row is not None and (row.content, row.size) == (bytes(content), len(content))
     ids = [i for result in stored for i in result.delivery_ids]
     with Session(writer) as session, session.begin():
-        claimed = queue.claim_in(session, ids, "w", NOW, NOW + timedelta(minutes=1))
+        claimed = queue.claim(session, ids, "w", NOW, NOW + timedelta(minutes=1))
         by_id = {d.id: d.message.content for d in claimed}
         assert [by_id[i] for i in ids] == [bytes(content) for content in sizes]
         assert all(isinstance(content, bytes) for content in by_id.values())

@@ -23,13 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app.db.engine import create_engine, create_sqlite_writer, session_scope
-from app.db.group_commit import (
-    GroupCommit,
-    SessionTransactions,
-    ThreadTransactions,
-    Transactions,
-)
+from app.db.group_commit import GroupCommit
 from app.db.models import Destination, Domain
+from app.db.transactions import SessionTransactions, ThreadTransactions, Transactions
 
 T = TypeVar("T")
 STEP = 5.0  # seconds any one await here may take on a loaded machine

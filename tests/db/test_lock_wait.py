@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.db import engine as engine_module
 from app.db.engine import begin_immediate, create_sqlite_writer
 from tests.conftest import sqlite_url
 
@@ -82,12 +81,11 @@ def test_begin_immediate_does_not_wait_on_other_errors(database: Path) -> None:
 
 
 def test_writer_engine_still_busy_raises_sqlalchemys_operational_error(
-    database: Path, holder: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+    database: Path, holder: sqlite3.Connection
 ) -> None:
     # What the SMTP server catches to answer 451: SQLAlchemy's error, not sqlite3's,
     # although the begin listener that waits runs outside SQLAlchemy's wrapping.
-    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
-    engine = create_sqlite_writer(sqlite_url(database))
+    engine = create_sqlite_writer(sqlite_url(database), busy_timeout_ms=50)
     try:
         with pytest.raises(OperationalError) as raised, Session(engine) as session:
             session.connection()

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import parts
 from app.db.models import Message, MessagePart
 from app.routing.srs import Srs
-from app.services import queue
-from app.services.inbound import Stored, store_all
+from app.services import inbound, queue
+from app.services.inbound import Stored
 from tests.conftest import HOSTNAME
 from tests.db.test_blobs import arrival
 
@@ -27,7 +27,7 @@ async def store(session: AsyncSession, *contents: bytes | bytearray) -> list[Sto
     srs = Srs("parts-test-secret-0123456789abcdef", HOSTNAME)
     items = [arrival(content) for content in contents]
     stored = await session.run_sync(
-        lambda sync: store_all(sync, items, srs=srs, queue_lifetime=timedelta(days=1), now=NOW)
+        lambda sync: inbound.store(sync, items, srs=srs, queue_lifetime=timedelta(days=1), now=NOW)
     )
     await session.commit()
     return stored
@@ -49,7 +49,8 @@ async def test_parts_hold_large_content_on_postgresql_only(session: AsyncSession
 async def test_parts_read_back_whole_by_the_claim(session: AsyncSession) -> None:
     stored = await store(session, SMALL, LARGE, SMALL)
     ids = [i for s in stored for i in s.delivery_ids]
-    claimed = await queue.claim(session, ids, "w", NOW, NOW + timedelta(minutes=1))
+    until = NOW + timedelta(minutes=1)
+    claimed = await session.run_sync(lambda sync: queue.claim(sync, ids, "w", NOW, until))
     assert [bytes(d.message.content) for d in claimed] == [SMALL, bytes(LARGE), SMALL]
 
 

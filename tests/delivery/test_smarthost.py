@@ -186,13 +186,12 @@ async def queue_inbound(
         message_id="<1@sender.example>",
     )
     async with session_scope(sessionmaker) as session:
-        stored = await inbound.store(
-            session,
-            arrival,
-            [inbound.Accepted("shop@example.org", decision)],
-            srs=Srs("test-srs-secret-0123456789", HOSTNAME),
-            queue_lifetime=timedelta(days=5),
-            now=clock(),
+        incoming = [inbound.Incoming(arrival, [inbound.Accepted("shop@example.org", decision)])]
+        srs = Srs("test-srs-secret-0123456789", HOSTNAME)
+        (stored,) = await session.run_sync(
+            lambda sync: inbound.store(
+                sync, incoming, srs=srs, queue_lifetime=timedelta(days=5), now=clock()
+            )
         )
     return stored.delivery_ids
 

@@ -37,6 +37,7 @@ SENDER = "alice@sender.example"
 ALIAS = "shop@example.org"
 DESTINATION = "me@inbox.example"
 LEASE = timedelta(minutes=10)
+UNLIMITED_OCTETS = 2**40  # a claim cut by its count only
 CONTENT = (
     b"Received: from client.example ([192.0.2.1])\r\n"
     b"\tby mx.mailroute.example (mailroute) with ESMTP id abc123\r\n"
@@ -96,13 +97,12 @@ async def queue_inbound(
         message_id="<1@sender.example>",
     )
     async with session_scope(sessionmaker) as session:
-        stored = await inbound.store(
-            session,
-            arrival,
-            [inbound.Accepted(alias, decision)],
-            srs=Srs(SRS_SECRET, HOSTNAME),
-            queue_lifetime=lifetime,
-            now=clock(),
+        incoming = [inbound.Incoming(arrival, [inbound.Accepted(alias, decision)])]
+        srs = Srs(SRS_SECRET, HOSTNAME)
+        (stored,) = await session.run_sync(
+            lambda sync: inbound.store(
+                sync, incoming, srs=srs, queue_lifetime=lifetime, now=clock()
+            )
         )
     return stored.delivery_ids
 
@@ -497,13 +497,15 @@ async def test_worker_run_delivers_when_woken(
 
 
 async def test_worker_run_goes_on_after_a_batch_cut_by_its_octets(
-    sessionmaker: Sessionmaker, sink: Sink, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
 ) -> None:
     # Batches of one message: each was short of batch_size, and the worker waited for the
     # 60 s poll before the next, though more were due.
-    monkeypatch.setattr(queue, "MAX_BATCH_OCTETS", 1)
     config = WorkerConfig(
-        hostname=HOSTNAME, smarthost=Target("sink", sink.host, sink.port), poll_interval=60
+        hostname=HOSTNAME,
+        smarthost=Target("sink", sink.host, sink.port),
+        poll_interval=60,
+        batch_octets=1,
     )
     for _ in range(3):
         await queue_inbound(sessionmaker, clock)
@@ -543,9 +545,21 @@ def test_retry_delay_jitter_is_plus_or_minus_20_percent() -> None:
 # Claims
 
 
+async def claim_due_deliveries(
+    session: AsyncSession, worker: str, clock: Clock, *, limit: int
+) -> list[Delivery]:
+    """queue.claim_due in ``session``'s unit of work (the worker runs it in its own)."""
+    batch = await session.run_sync(
+        lambda sync: queue.claim_due(
+            sync, worker, clock(), limit=limit, lease=LEASE, max_octets=UNLIMITED_OCTETS
+        )
+    )
+    return batch.deliveries
+
+
 async def claim_due(sessionmaker: Sessionmaker, worker: str, clock: Clock) -> list[int]:
     async with session_scope(sessionmaker) as session:
-        claimed = await queue.claim_due(session, worker, clock(), limit=100, lease=LEASE)
+        claimed = await claim_due_deliveries(session, worker, clock, limit=100)
     return [d.id for d in claimed]
 
 
@@ -588,7 +602,7 @@ async def test_claim_due_skips_deliveries_not_yet_due(
 async def test_claim_due_respects_the_limit(sessionmaker: Sessionmaker, clock: Clock) -> None:
     await queue_inbound(sessionmaker, clock, destinations=("a@inbox.example", "b@inbox.example"))
     async with session_scope(sessionmaker) as session:
-        claimed = await queue.claim_due(session, "worker-a", clock(), limit=1, lease=LEASE)
+        claimed = await claim_due_deliveries(session, "worker-a", clock, limit=1)
     assert len(claimed) == 1
 
 
@@ -597,28 +611,30 @@ async def claim_batch(
 ) -> tuple[list[int], bool]:
     async with session_scope(sessionmaker) as session:
         batch = await session.run_sync(
-            lambda sync: queue.claim_batch_in(
+            lambda sync: queue.claim_due(
                 sync, "worker-a", clock(), limit=100, lease=LEASE, max_octets=max_octets
             )
         )
     return [d.id for d in batch.deliveries], batch.full
 
 
-async def test_claim_batch_stops_at_its_octets(sessionmaker: Sessionmaker, clock: Clock) -> None:
+async def test_claim_due_batch_stops_at_its_octets(
+    sessionmaker: Sessionmaker, clock: Clock
+) -> None:
     ids = [i for _ in range(3) for i in await queue_inbound(sessionmaker, clock)]
     size = len(CONTENT)
     assert await claim_batch(sessionmaker, clock, 2 * size) == (ids[:2], True)
     assert await claim_batch(sessionmaker, clock, 2 * size) == (ids[2:], False)
 
 
-async def test_claim_batch_takes_one_message_over_its_octets(
+async def test_claim_due_batch_takes_one_message_over_its_octets(
     sessionmaker: Sessionmaker, clock: Clock
 ) -> None:
     ids = [i for _ in range(2) for i in await queue_inbound(sessionmaker, clock)]
     assert await claim_batch(sessionmaker, clock, 1) == (ids[:1], True)
 
 
-async def test_claim_batch_counts_a_message_once_for_all_its_deliveries(
+async def test_claim_due_batch_counts_a_message_once_for_all_its_deliveries(
     sessionmaker: Sessionmaker, clock: Clock
 ) -> None:
     both = ("a@inbox.example", "b@inbox.example")
@@ -696,11 +712,11 @@ async def test_claim_due_skips_rows_locked_by_another_claim(
     ids = await queue_outbox(sessionmaker, 4)
     clock.advance(timedelta(seconds=1))
     async with sessionmaker() as first, first.begin():
-        mine = await queue.claim_due(first, "worker-a", clock(), limit=2, lease=LEASE)
+        mine = await claim_due_deliveries(first, "worker-a", clock, limit=2)
         async with sessionmaker() as second, second.begin():
             # Without SKIP LOCKED this would wait for the first transaction forever.
             theirs = await asyncio.wait_for(
-                queue.claim_due(second, "worker-b", clock(), limit=100, lease=LEASE), 10
+                claim_due_deliveries(second, "worker-b", clock, limit=100), 10
             )
     assert len(mine) == 2
     assert {d.id for d in mine} | {d.id for d in theirs} == ids
@@ -717,7 +733,7 @@ async def test_claim_due_concurrent_claims_are_disjoint(
 
     async def claim(worker: str) -> set[int]:
         async with session_scope(sessionmaker) as session:
-            claimed = await queue.claim_due(session, worker, clock(), limit=3, lease=LEASE)
+            claimed = await claim_due_deliveries(session, worker, clock, limit=3)
         return {d.id for d in claimed}
 
     first, second = await asyncio.wait_for(asyncio.gather(claim("worker-a"), claim("worker-b")), 10)

@@ -1,4 +1,4 @@
-"""store_all (app.services.inbound): several accepted messages stored in one unit of work,
+"""store (app.services.inbound): several accepted messages stored in one unit of work,
 each as it would be alone: its row, its deliveries, its drops and its rule counts."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from app.db.engine import session_scope
 from app.db.models import Activity, Delivery, Destination, Message, Rule
 from app.routing import Action
 from app.routing.srs import Srs
-from app.services import aliases, destinations, domains
-from app.services.inbound import Accepted, Arrival, Incoming, Stored, store_all
+from app.services import aliases, destinations, domains, inbound
+from app.services.inbound import Accepted, Arrival, Incoming, Stored
 from app.services.routes import route
 from tests.conftest import HOSTNAME
 
@@ -74,7 +74,7 @@ async def incoming(session: AsyncSession, content: bytes, *recipients: str) -> I
 
 async def store(session: AsyncSession, srs: Srs, *items: Incoming) -> list[Stored]:
     stored = await session.run_sync(
-        lambda sync: store_all(sync, list(items), srs=srs, queue_lifetime=LIFETIME, now=NOW)
+        lambda sync: inbound.store(sync, items, srs=srs, queue_lifetime=LIFETIME, now=NOW)
     )
     await session.commit()
     return stored
@@ -85,7 +85,7 @@ async def deliveries_of(session: AsyncSession, message_id: int | None) -> list[D
     return list(await session.scalars(query))
 
 
-async def test_store_all_stores_each_message_byte_exact(
+async def test_store_stores_each_message_byte_exact(
     session: AsyncSession, srs: Srs, rule_ids: dict[str, int]
 ) -> None:
     contents = [
@@ -110,7 +110,7 @@ async def test_store_all_stores_each_message_byte_exact(
         )
 
 
-async def test_store_all_makes_one_delivery_per_destination_folded(
+async def test_store_makes_one_delivery_per_destination_folded(
     session: AsyncSession, srs: Srs, rule_ids: dict[str, int]
 ) -> None:
     first = await incoming(session, b"1\r\n", "shop@example.org", "mine@example.org")
@@ -124,7 +124,7 @@ async def test_store_all_makes_one_delivery_per_destination_folded(
     assert recipients == [[ME, WORK], [ME_CAPITAL, WORK], [ME_CAPITAL]]
 
 
-async def test_store_all_returns_each_message_its_delivery_ids_in_order(
+async def test_store_returns_each_message_its_delivery_ids_in_order(
     session: AsyncSession, srs: Srs, rule_ids: dict[str, int]
 ) -> None:
     items = [
@@ -142,7 +142,7 @@ async def test_store_all_returns_each_message_its_delivery_ids_in_order(
     assert len({i for s in stored for i in s.delivery_ids}) == 5
 
 
-async def test_store_all_writes_deliveries_as_queued_with_srs_sender(
+async def test_store_writes_deliveries_as_queued_with_srs_sender(
     session: AsyncSession, srs: Srs, rule_ids: dict[str, int]
 ) -> None:
     (stored,) = await store(session, srs, await incoming(session, b"1\r\n", "Shop+x@example.org"))
@@ -167,7 +167,7 @@ async def test_store_all_writes_deliveries_as_queued_with_srs_sender(
     assert delivery.expires_at.replace(tzinfo=UTC) == NOW + LIFETIME
 
 
-async def test_store_all_counts_each_message_once_per_rule(
+async def test_store_counts_each_message_once_per_rule(
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
     srs: Srs,
@@ -187,7 +187,7 @@ async def test_store_all_counts_each_message_once_per_rule(
     assert counts == {"shop": 2, "mine": 1, "spam": 2, "junk": 1}
 
 
-async def test_store_all_logs_and_counts_drops(
+async def test_store_logs_and_counts_drops(
     session: AsyncSession, srs: Srs, rule_ids: dict[str, int]
 ) -> None:
     stored = await store(
@@ -207,7 +207,7 @@ async def test_store_all_logs_and_counts_drops(
     assert {(a.mail_from, a.client_ip) for a in rows} == {(SENDER, "192.0.2.7")}
 
 
-async def test_store_all_keeps_no_row_of_an_all_dropped_message(
+async def test_store_keeps_no_row_of_an_all_dropped_message(
     session: AsyncSession, srs: Srs, rule_ids: dict[str, int]
 ) -> None:
     kept_first = await incoming(session, b"kept 1\r\n", "shop@example.org")
@@ -226,7 +226,7 @@ async def test_store_all_keeps_no_row_of_an_all_dropped_message(
     assert [d.recipient for d in last] == [ME_CAPITAL]
 
 
-async def test_store_all_of_only_drops_writes_no_message(
+async def test_store_of_only_drops_writes_no_message(
     session: AsyncSession, srs: Srs, rule_ids: dict[str, int]
 ) -> None:
     stored = await store(session, srs, await incoming(session, b"x\r\n", "junk@example.org"))
@@ -236,7 +236,7 @@ async def test_store_all_of_only_drops_writes_no_message(
     assert (await session.scalars(select(Delivery.id))).all() == []
 
 
-async def test_store_all_batch_gives_a_limited_rule_only_its_room(
+async def test_store_batch_gives_a_limited_rule_only_its_room(
     session: AsyncSession, srs: Srs, rule_ids: dict[str, int]
 ) -> None:
     # Three messages in one batch to shop@, which has room for two more: the first two
