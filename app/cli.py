@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,9 @@ from app.routing import Action
 from app.routing.networks import DeliveryNetworks
 from app.services import aliases, destinations, domains, queue, tokens
 from app.services.destinations import MailIdentity
+
+if TYPE_CHECKING:
+    from app.runtime import Role
 
 T = TypeVar("T")
 
@@ -102,16 +105,19 @@ def serve() -> None:
     """Migrate, then run the API, the SMTP server and the delivery worker (in a child
     process of its own, beside any further SMTP processes: SMTP_PROCESSES)."""
     from app.db import migrate
+    from app.runtime import serve as role
 
     settings = _settings()
     migrate.upgrade(settings.database_url)
-    _run_parts(settings, api=True, smtp=True, worker=True)
+    _run_role(settings, role.run)
 
 
 @cli.command()
 def api() -> None:
     """Run the management API alone (run `mailroute migrate` first)."""
-    _run_parts(_settings(), api=True, smtp=False, worker=False)
+    from app.runtime import api as role
+
+    _run_role(_settings(), role.run)
 
 
 @cli.command()
@@ -120,7 +126,9 @@ def smtp(
 ) -> None:
     """Run the inbound SMTP server alone; a `worker` somewhere delivers what it queues."""
     # --wake-fd: serve's SMTP children wake its worker through this pipe (app.supervisor).
-    _run_parts(_settings(), api=False, smtp=True, worker=False, wake_fd=wake_fd)
+    from app.runtime import smtp as role
+
+    _run_role(_settings(), lambda rt, stop: role.run(rt, stop, wake_fd))
 
 
 @cli.command()
@@ -129,12 +137,12 @@ def worker(
 ) -> None:
     """Run a delivery worker alone; on PostgreSQL, any number may share the queue."""
     # --wake-fd: serve's worker child is woken through this pipe (app.supervisor).
-    _run_parts(_settings(), api=False, smtp=False, worker=True, wake_fd=wake_fd)
+    from app.runtime import worker as role
+
+    _run_role(_settings(), lambda rt, stop: role.run(rt, stop, wake_fd))
 
 
-def _run_parts(
-    settings: Settings, *, api: bool, smtp: bool, worker: bool, wake_fd: int | None = None
-) -> None:
+def _run_role(settings: Settings, role: Role) -> None:
     # Imported here: the server stack (FastAPI, uvicorn, aiosmtpd, Alembic) would otherwise
     # slow every management command by most of a second.
     from app import runtime
@@ -153,7 +161,7 @@ def _run_parts(
                 err=True,
             )
             raise typer.Exit(1)
-        await runtime.run(settings, api=api, smtp=smtp, worker=worker, wake_fd=wake_fd)
+        await runtime.run(settings, role)
 
     # uvloop: the same asyncio, with the event loop and transports in C (a third less CPU
     # per SMTP session here); the standard loop where uvloop is not built (Windows).
