@@ -106,9 +106,9 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
     # Processes taking SMTP sessions under `serve`, sharing the port (SO_REUSEPORT); one
     # Python process uses one core. Unset: on PostgreSQL one per CPU but one, left to the
-    # delivery worker and the database (on two cores, two SMTP processes forwarded less
-    # than one at 10 sessions); one on SQLite (its single writer lock makes more processes
-    # wait for each other, not go faster).
+    # delivery worker and the database (on a small machine more SMTP processes can forward
+    # less, not more: bench/forwarding.py measures it); one on SQLite (its single writer
+    # lock makes more processes wait for each other, not go faster).
     smtp_processes: int | None = Field(default=None, ge=1, le=64)
 
     @property

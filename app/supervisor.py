@@ -59,7 +59,7 @@ def watch_pipe(fd: int, wake: Callable[[], None], closed: Callable[[], None]) ->
     ``closed`` once every writer is gone (serve and its SMTP children: the worker is an
     orphan, e.g. serve was killed before the worker's parent-death signal was armed).
     At the end of the pipe the descriptor stays readable: watched on, it would wake the
-    loop for ever (an orphaned worker was found spinning at 90% of a core)."""
+    loop for ever (an orphaned worker was found spinning on a core)."""
     os.set_blocking(fd, False)
     loop = asyncio.get_running_loop()
 

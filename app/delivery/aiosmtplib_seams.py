@@ -1,11 +1,12 @@
-"""aiosmtplib's private members that app.delivery.relay relies on, touched here and nowhere else.
+"""aiosmtplib's private members that our DATA relies on, touched here and nowhere else.
 
-relay's DATA writes the text a block at a time as the destination takes it, where
-aiosmtplib's data() copies the whole message three times and writes it at once (the
-memory that bench/large.py measures). aiosmtplib 5 has no public way to do that: these
-functions reach into its SMTPProtocol. tests/delivery/test_aiosmtplib_seams.py checks
-every member in PRIVATE against the installed aiosmtplib and names the one an upgrade
-removed or changed; the pin in pyproject.toml (>=5.1,<6) is the other half of the fence.
+Our DATA (app.delivery.relay, app.delivery.data) writes the text a block at a time as
+the destination takes it, where aiosmtplib's data() copies the whole message three times
+and writes it at once (the memory that bench/large.py measures). aiosmtplib 5 has no
+public way to do that: these functions reach into its SMTPProtocol.
+tests/delivery/test_aiosmtplib_seams.py checks every member in PRIVATE against the
+installed aiosmtplib and names the one an upgrade removed or changed; the pin in
+pyproject.toml (>=5.1,<6) is the other half of the fence.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ import secrets
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime
+from email import policy
+from email.message import EmailMessage, Message, MIMEPart
 from email.utils import format_datetime
+from typing import TypeVar
 
 from app import message as message_bytes
 from app.message import header_safe
@@ -36,6 +39,13 @@ MAX_DIAGNOSTIC = 900
 MAX_QUOTED_HEADER = 64 * 1024
 HIDDEN_DOMAIN = "the destination domain"
 HIDDEN_ADDRESS = "[address hidden]"
+# The email package builds the MIME structure; the header fields it is given are written
+# verbatim (set_raw, no folding: every value is one line, header_safe), never parsed
+# by its header classes, which decode RFC 2047 encoded words: a remote's reply holding
+# "=?utf-8?q?=0D=0ABcc:...?=" would come out as a field of its own (Python before
+# 3.11.10 and 3.12.5 writes the CRLF as it is).
+POLICY = policy.SMTPUTF8.clone(max_line_length=None)
+_M = TypeVar("_M", bound=Message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +69,29 @@ def build(
     """The DSN's bytes and its Message-ID, ready to queue from the null sender <>."""
     boundary = f"mailroute-{secrets.token_hex(12)}"
     message_id = f"<{secrets.token_hex(16)}@{hostname}>"
-    headers = [
-        f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>",
-        f"To: <{header_safe(sender)}>",
-        "Subject: Undelivered Mail Returned to Sender",
-        f"Date: {format_datetime(now)}",
-        f"Message-ID: {message_id}",
-        "Auto-Submitted: auto-replied",  # RFC 3834 5.1
-        "MIME-Version: 1.0",
-        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
-    ]
+    report = _with_fields(
+        EmailMessage(policy=POLICY),
+        ("From", f"Mail Delivery System <MAILER-DAEMON@{hostname}>"),
+        ("To", f"<{header_safe(sender)}>"),
+        ("Subject", "Undelivered Mail Returned to Sender"),
+        ("Date", format_datetime(now)),
+        ("Message-ID", message_id),
+        ("Auto-Submitted", "auto-replied"),  # RFC 3834 5.1
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/report; report-type=delivery-status; boundary="{boundary}"'),
+    )
+    report.set_payload(
+        [
+            _readable_part(hostname, failures),
+            _status_part(hostname, arrival, failures, now),
+            _headers_part(original),
+        ]
+    )
+    return report.as_bytes(), message_id
+
+
+def _readable_part(hostname: str, failures: list[Failure]) -> MIMEPart:
+    """RFC 3462 (6522) 2: first, the explanation for a human, in UTF-8."""
     recipients = ", ".join(f"<{header_safe(f.original_recipient)}>" for f in failures)
     text = [
         f"This is the mail system at {hostname}.",
@@ -77,34 +100,50 @@ def build(
         "",
         *(line for f in failures for line in _explained(f)),
     ]
-    per_message = [f"Reporting-MTA: dns; {hostname}", f"Arrival-Date: {format_datetime(arrival)}"]
+    part = MIMEPart(policy=POLICY)
+    part.set_content("\n".join(text) + "\n", subtype="plain", charset="utf-8", cte="8bit")
+    return part
+
+
+def _status_part(
+    hostname: str, arrival: datetime, failures: list[Failure], now: datetime
+) -> MIMEPart:
+    """RFC 3464 2: the per-message fields, then one group of fields per recipient."""
+    per_message = _with_fields(
+        Message(policy=POLICY),
+        ("Reporting-MTA", f"dns; {hostname}"),
+        ("Arrival-Date", format_datetime(arrival)),
+    )
     per_recipient = [
-        "\r\n".join(
-            [
-                f"Original-Recipient: {_address_field(f.original_recipient)}",
-                f"Final-Recipient: {_address_field(f.original_recipient)}",
-                f"Action: {f.action}",
-                f"Status: {f.status}",
-                f"Diagnostic-Code: smtp; {_status_text(_hide(f.diagnostic, f))}",
-                f"Last-Attempt-Date: {format_datetime(now)}",
-            ]
+        _with_fields(
+            Message(policy=POLICY),
+            ("Original-Recipient", _address_field(f.original_recipient)),
+            ("Final-Recipient", _address_field(f.original_recipient)),
+            ("Action", f.action),
+            ("Status", f.status),
+            ("Diagnostic-Code", f"smtp; {_status_text(_hide(f.diagnostic, f))}"),
+            ("Last-Attempt-Date", format_datetime(now)),
         )
         for f in failures
     ]
-    parts = [
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-        + "\r\n".join(text)
-        + "\r\n",
-        "Content-Type: message/delivery-status\r\n\r\n"
-        + "\r\n\r\n".join(["\r\n".join(per_message), *per_recipient])
-        + "\r\n",
-    ]
-    body = b"".join(f"--{boundary}\r\n{part}\r\n".encode() for part in parts) + (
-        f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode()
-        + quoted_header(original)
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body, message_id
+    part = _with_fields(MIMEPart(policy=POLICY), ("Content-Type", "message/delivery-status"))
+    part.set_payload([per_message, *per_recipient])
+    return part
+
+
+def _headers_part(original: bytes) -> MIMEPart:
+    """RFC 3462 (6522) 3: the original's header section (quoted_header), its octets
+    written as they came, UTF-8 or not."""
+    part = _with_fields(MIMEPart(policy=POLICY), ("Content-Type", "text/rfc822-headers"))
+    part.set_payload(quoted_header(original).decode("ascii", "surrogateescape"))
+    return part
+
+
+def _with_fields(message: _M, *fields: tuple[str, str]) -> _M:
+    """``message`` with ``fields`` added in order and written verbatim (see POLICY)."""
+    for name, value in fields:
+        message.set_raw(name, value)
+    return message
 
 
 def _hide(diagnostic: str, failure: Failure) -> str:

@@ -17,29 +17,23 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 import ssl
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import aiosmtplib
-from aiosmtplib.protocol import SMTPProtocol
 
 from app.delivery import aiosmtplib_seams as seams
+from app.delivery.data import write_text
 from app.delivery.mx import Target
 from app.delivery.outcome import Failure, Outcome, from_exception, from_failure, from_reply
-from app.message import has_bare_newline
 
 log = logging.getLogger(__name__)
 
 TlsPolicy = Literal["opportunistic", "require"]
 CONNECT_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 300.0  # RFC 5321 4.5.3.2: up to 10 minutes for the end of DATA
-BLOCK_OCTETS = 256 * 1024  # what DATA writes at a time
-END_OF_DATA = b".\r\n"
-_LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,59 +66,6 @@ def needs_smtputf8(sender: str, recipient: str, content: bytes) -> bool:
     head_end = content.find(b"\r\n\r\n")
     head = content if head_end == -1 else content[:head_end]
     return not (sender.isascii() and recipient.isascii() and head.isascii())
-
-
-def data_blocks(content: bytes, size: int = BLOCK_OCTETS) -> Iterator[bytes]:
-    """What DATA sends after the 354 (RFC 5321 4.5.2), end of data included: ``content``
-    with every line ended by CRLF (bare CR and LF made CRLF, as aiosmtplib does), a line
-    starting with "." given another, the last line ended, then ".<CRLF>". Blocks of about
-    ``size`` octets, each ending a line (so that a line start is a block start or follows
-    an LF inside one); the end of data rides with the last, one write for a small message."""
-    view = memoryview(content)
-    start = 0
-    block = b""
-    while start < len(content):
-        newline = content.find(b"\n", start + size)
-        stop = len(content) if newline == -1 else newline + 1
-        if block:
-            yield block
-        block = bytes(view[start:stop])
-        if has_bare_newline(block):
-            block = _LINE_END.sub(b"\r\n", block)
-        if block.startswith(b"."):
-            block = b"." + block
-        if b"\n." in block:
-            block = block.replace(b"\n.", b"\n..")
-        start = stop
-    ended = block.endswith(b"\r\n") and bool(content)
-    yield block + (END_OF_DATA if ended else b"\r\n" + END_OF_DATA)
-
-
-async def _write_text(protocol: SMTPProtocol, content: bytes) -> bool:
-    """Write the text and the end of data as the destination takes them (a block, then
-    a wait while the transport is over its high-water mark). True when the destination
-    answered before the end (refusing the message early, perhaps hanging up after): that
-    answer ends the writing, and is what read_response() gives."""
-    answer = seams.next_reply(protocol)
-    for block in data_blocks(content):
-        if answer.done():
-            return True
-        try:
-            protocol.write(block)
-        except aiosmtplib.SMTPServerDisconnected:
-            if answer.done():
-                return True
-            raise
-        if seams.writing_paused(protocol):
-            drained = asyncio.ensure_future(seams.writable(protocol))
-            await asyncio.wait((drained, answer), return_when=asyncio.FIRST_COMPLETED)
-            if answer.done():
-                drained.cancel()
-                if drained.done() and not drained.cancelled():
-                    drained.exception()  # retrieved: the answer is what counts
-                return True
-            drained.result()  # ConnectionResetError when the connection was lost
-    return False
 
 
 class Connection:
@@ -171,14 +112,8 @@ class Connection:
         return from_reply(reply.code, reply.message, self.remote)
 
     async def _data(self, content: bytes) -> aiosmtplib.SMTPResponse:
-        """DATA, the text written a block at a time as the destination takes it.
-
-        aiosmtplib's data() makes three whole copies of the message before writing it
-        all at once (the worker's memory per message, which bench/large.py measures);
-        this keeps one block. It leans on aiosmtplib's internals, fenced in
-        app.delivery.aiosmtplib_seams: the flag that keeps an early reply, the reply's
-        future, and the flow control's wait for the transport.
-        """
+        """DATA, the text written a block at a time as the destination takes it
+        (app.delivery.data), a reply before its end kept (app.delivery.aiosmtplib_seams)."""
         start = await self.client.execute_command(b"DATA")
         if start.code != 354:
             raise aiosmtplib.SMTPDataError(start.code, start.message)
@@ -188,7 +123,7 @@ class Connection:
         try:
             seams.keep_early_reply(protocol)  # a reply before the end is not dropped
             async with asyncio.timeout(timeout):
-                early = await _write_text(protocol, content)
+                early = await write_text(protocol, content)
             reply = await protocol.read_response(timeout=timeout)
         except (
             aiosmtplib.SMTPServerDisconnected,

@@ -98,6 +98,12 @@ def resolve_route(address: Address, domain: DomainView | None, now: datetime) ->
             refusal=Refusal.UNKNOWN_ADDRESS,
         )
     rule, matched_by = match
+    return _apply(rule, matched_by, address, now)
+
+
+def _apply(rule: RuleView, matched_by: MatchKind, address: Address, now: datetime) -> Decision:
+    """What the rule that covers ``address`` does with its mail: refuse it while the rule
+    does not receive mail (no falling through to the catch-all), else drop or forward."""
     state, reason = rule_state(rule, now)
     if state is not RuleState.ACTIVE:
         return Decision(

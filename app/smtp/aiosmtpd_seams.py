@@ -1,9 +1,10 @@
-"""aiosmtpd's private members that app.smtp.protocol relies on, touched here and nowhere else.
+"""aiosmtpd's private members that our SMTP session relies on, touched here and nowhere else.
 
 aiosmtpd 1.4 has no public way to stop or move the session timer, to read the message
 text off the stream ourselves, or to answer before it closes a connection, all of which
-the session limits need (app.smtp.limits). SeamedSMTP wraps each private member in a name
-of our own; MailrouteSMTP subclasses it and never spells an underscored aiosmtpd name.
+the session limits need (app.smtp.enforcement). SeamedSMTP wraps each private member in a
+name of our own; LimitedSMTP (app.smtp.enforcement) subclasses it, MailrouteSMTP
+(app.smtp.protocol) subclasses that, and neither spells an underscored aiosmtpd name.
 tests/smtp/test_aiosmtpd_seams.py checks every member in PRIVATE against the installed
 aiosmtpd (kind and signature) and names the one an upgrade removed or changed; the pin in
 pyproject.toml (>=1.4.5,<1.5) is the other half of the fence.

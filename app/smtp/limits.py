@@ -3,7 +3,7 @@ how much mail it may send per minute, how long it may take, how many errors it m
 and how much message text all clients together may have us hold in memory.
 
 The Gate and the MemoryBudget are shared by every session of one server (one process);
-SessionLimits are the per-session settings the protocol enforces.
+SessionLimits are the per-session settings each session enforces (app.smtp.enforcement).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class SessionLimits:
     error_limit: int = 20
     # smtpd_junk_command_limit: NOOP, RSET, VRFY and HELP past this count as errors.
     junk_command_limit: int = 100
+    # Seconds a client has to read our 421 before the connection is cut: one that stops
+    # reading cannot keep its place in the Gate.
+    hang_up_grace: float = 5.0
 
 
 DEFAULT_LIMITS = SessionLimits()

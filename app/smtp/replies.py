@@ -1,7 +1,7 @@
 """Every reply the server chooses itself, a named constant with its code in the name.
 
 aiosmtpd's own replies (syntax errors, 552 for a message over the size limit, ...) get
-their enhanced status code added in app.smtp.protocol.
+their enhanced status code added in app.smtp.enhanced_codes.
 
 Enhanced status codes are RFC 3463 (and RFC 5248's registry); each reply says which
 situation of RFC 5321 it answers.
@@ -84,7 +84,7 @@ S421_TOO_MANY_ERRORS = "421 4.7.0 {hostname} Error: too many errors"
 S450_TOO_MUCH_MAIL = "450 4.7.1 Error: too much mail from {ip}, try again later"
 # aiosmtpd's own words for DATA, which app.smtp.protocol answers itself (RFC 5321 4.1.1.4,
 # 3.3: DATA needs a recipient and takes no argument). Like aiosmtpd's replies they get
-# their enhanced status code when sent (app.smtp.protocol.with_enhanced_code); the 354
+# their enhanced status code when sent (app.smtp.enhanced_codes.with_enhanced_code); the 354
 # goes without one (RFC 2034 3).
 S354_END_DATA = "354 End data with <CR><LF>.<CR><LF>"
 S503_NEED_RCPT = "503 Error: need RCPT command"

@@ -1,4 +1,4 @@
-"""DATA written a block at a time (app.delivery.relay.data_blocks): the octets on the wire
+"""DATA written a block at a time (app.delivery.data.data_blocks): the octets on the wire
 must be exactly what aiosmtplib's data() would send, however the blocks fall.
 
 Generated texts are deterministic (derandomize) and keep no example database.
@@ -10,7 +10,7 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.delivery.relay import data_blocks
+from app.delivery.data import data_blocks
 
 PIECES = st.sampled_from([b"a", b"xy", b".", b"..", b"\r", b"\n", b"\r\n", b"\r\n.", b"\xc3\xa9"])
 TEXT = st.lists(PIECES, max_size=40).map(b"".join)

@@ -351,3 +351,13 @@ def test_build_quotes_at_most_64_kib_of_header_cut_at_a_field() -> None:
     assert 0 < len(headers) <= dsn.MAX_QUOTED_HEADER
     assert headers.startswith(b"Received: ")
     assert headers.endswith(b"\t" + b"b" * 400 + b"\r\n")
+
+
+def test_build_diagnostic_encoded_word_stays_literal() -> None:
+    # The email package's header classes decode RFC 2047 encoded words, and Python before
+    # 3.11.10 writes a decoded CRLF as it is: the DSN's fields must never go through them.
+    encoded = "=?utf-8?q?=0D=0AX-Injected:_yes?="
+    content = build_with(diagnostic=f"550 5.7.1 {encoded}")
+
+    assert_only_our_fields(content)
+    assert f"Diagnostic-Code: smtp; 550 5.7.1 {encoded}\r\n".encode() in content

@@ -1,4 +1,4 @@
-"""The fast path for MAIL/RCPT paths (SIMPLE_PATH in app.smtp.protocol): where it matches,
+"""The fast path for MAIL/RCPT paths (SIMPLE_PATH in app.smtp.paths): where it matches,
 it must answer what aiosmtpd's parser (Python's RFC 5322 parser) would.
 
 Generated paths are deterministic (derandomize) and keep no example database.
@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.smtp import replies
-from app.smtp.protocol import SIMPLE_PATH, MailrouteSMTP
+from app.smtp.paths import SIMPLE_PATH
+from app.smtp.protocol import MailrouteSMTP
 from tests.smtp.conftest import LiveSmtp, in_thread
 
 ATEXT = "aZ09!#$%&'*+/=?^_`{|}~-"  # RFC 5322 3.2.3, a few letters and digits for all

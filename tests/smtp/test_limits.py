@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import Message
 from app.routing.srs import Srs
-from app.smtp import protocol, replies
+from app.smtp import replies
 from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.limits import DATA_RESERVE, Gate, MemoryBudget, SessionLimits
 from app.smtp.server import start_server
@@ -418,14 +418,11 @@ async def test_path_of_a_lone_bracket_is_a_syntax_error(serve: Any) -> None:
         assert await client.command("MAIL FROM:<") == replies.S501_BAD_SENDER
 
 
-async def test_client_that_stops_reading_loses_its_place(
-    serve: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_client_that_stops_reading_loses_its_place(serve: Any) -> None:
     # Pipelined EHLOs whose answers it never reads: our writes back up, the timeout's 421
     # cannot be flushed, so closing politely would never end; the connection is aborted.
-    monkeypatch.setattr(protocol, "HANG_UP_GRACE", 0.2)
     gate = Gate()
-    async with serve(SessionLimits(timeout=0.5), gate) as connect:
+    async with serve(SessionLimits(timeout=0.5, hang_up_grace=0.2), gate) as connect:
         async with connect() as client:
             port = client.writer.get_extra_info("peername")[1]
         with socket.socket() as sock:

@@ -1,0 +1,118 @@
+"""The ``smtp`` role: the inbound SMTP server.
+
+Run alone (``mailroute smtp``), a ``worker`` somewhere delivers what it queues. As
+serve's child (``wake_fd``) it wakes serve's worker through the pipe and stops once
+serve is gone; serve itself runs one :func:`listen` beside its API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from app import supervisor
+from app.config import Settings
+from app.runtime import Runtime, load_srs, together
+from app.runtime.worker import delivery_worker
+from app.smtp.handler import InboundConfig, InboundHandler
+from app.smtp.limits import Gate, MemoryBudget, PenaltyBox, SessionLimits
+from app.smtp.server import start_server, tls_context
+
+log = logging.getLogger(__name__)
+
+CLOSE_WAIT = 5.0  # seconds for the listener to close and stored mail to be handed on
+
+
+async def run(rt: Runtime, stop: asyncio.Event, wake_fd: int | None = None) -> None:
+    """The SMTP server; ``wake_fd``: it is serve's child, waking serve's worker."""
+    if wake_fd is None:
+        await together(stop, listen(rt, stop))
+    else:
+        waker = supervisor.pipe_waker(wake_fd)
+        await together(stop, listen(rt, stop, waker), supervisor.stop_when_orphaned(stop))
+
+
+async def listen(
+    rt: Runtime, stop: asyncio.Event, on_queued: Callable[[], None] | None = None
+) -> None:
+    """Serve SMTP until ``stop``, then let open sessions finish. ``on_queued`` tells the
+    delivery worker of new mail; the in-session delivery attempt uses a worker of its
+    own that only does that."""
+    s = rt.settings
+    if not s.postmaster:
+        log.warning(
+            "MAILROUTE_POSTMASTER is not set: mail for <postmaster> is refused, "
+            "though RFC 5321 4.5.1 requires a server to take it"
+        )
+    penalty = PenaltyBox()
+    handler = await _handler(rt, penalty, on_queued)
+    gate = Gate(
+        max_per_ip=s.max_connections_per_ip,
+        max_total=s.max_connections,
+        messages_per_minute=s.max_messages_per_ip,
+        penalty=penalty,
+    )
+    server = await _start(s, handler, gate)
+    log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)
+    await stop.wait()
+    await _drain(s, server, gate, handler)
+
+
+async def _handler(
+    rt: Runtime, penalty: PenaltyBox, on_queued: Callable[[], None] | None
+) -> InboundHandler:
+    s = rt.settings
+    return InboundHandler(
+        rt.sessionmaker,
+        await load_srs(rt),
+        InboundConfig(
+            hostname=s.hostname,
+            queue_lifetime=s.queue_lifetime,
+            inline_delivery_timeout=s.inline_delivery_timeout,
+            postmaster=s.postmaster,
+        ),
+        on_queued=on_queued,
+        inline=delivery_worker(rt),
+        reader=rt.reader,
+        transactions=rt.transactions,
+        penalty=penalty,
+    )
+
+
+async def _start(s: Settings, handler: InboundHandler, gate: Gate) -> asyncio.Server:
+    tls = None
+    if s.tls_cert_file and s.tls_key_file:
+        tls = tls_context(s.tls_cert_file, s.tls_key_file)
+    return await start_server(
+        handler,
+        host=s.smtp_host,
+        port=s.smtp_port,
+        max_message_size=s.max_message_size,
+        tls=tls,
+        gate=gate,
+        limits=SessionLimits(
+            timeout=s.smtp_timeout,
+            min_data_rate=s.smtp_min_data_rate,
+            error_limit=s.smtp_error_limit,
+        ),
+        budget=MemoryBudget(s.max_inflight_bytes),
+        reuse_port=s.smtp_process_count > 1 and supervisor.reuse_port_supported(),
+    )
+
+
+async def _drain(s: Settings, server: asyncio.Server, gate: Gate, handler: InboundHandler) -> None:
+    # Keep listening while sessions finish, so new clients hear 421 4.3.2, not a refusal.
+    gate.draining = True
+    try:
+        await asyncio.wait_for(gate.wait_idle(), s.shutdown_timeout)
+    except TimeoutError:
+        log.warning(
+            "%d SMTP sessions still open after %.0f s; closing", gate.active, s.shutdown_timeout
+        )
+    server.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(server.wait_closed(), CLOSE_WAIT)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(handler.drain(), CLOSE_WAIT)
