@@ -18,11 +18,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
-# SessionTransactions and ThreadTransactions are re-exported for app.runtime only, until
-# it imports them from app.db.transactions, where they live.
-from app.db.transactions import SessionTransactions as SessionTransactions
-from app.db.transactions import ThreadTransactions as ThreadTransactions
-from app.db.transactions import Transactions as Transactions
+from app.db.transactions import Transactions
 
 log = logging.getLogger(__name__)
 

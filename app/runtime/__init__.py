@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -32,13 +32,11 @@ from app.db.engine import (
     create_sqlite_writer,
     session_scope,
 )
-from app.db.group_commit import SessionTransactions, ThreadTransactions, Transactions
 from app.db.reader import Reader, create_reader
+from app.db.transactions import SessionTransactions, ThreadTransactions, Transactions
 from app.resolver import DnsResolver
 from app.routing.srs import Srs
 from app.services import server_state
-
-DATABASE_ERRORS = (OperationalError, InterfaceError, OSError)
 
 
 @dataclass(frozen=True)

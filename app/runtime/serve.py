@@ -10,7 +10,8 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from app import supervisor
-from app.runtime import DATABASE_ERRORS, Runtime, api, smtp, together
+from app.db.errors import OUTAGE_ERRORS
+from app.runtime import Runtime, api, smtp, together
 from app.runtime.worker import release_claims
 
 
@@ -46,7 +47,7 @@ def _claims_releaser(rt: Runtime) -> Callable[[int], Awaitable[None]]:
 
     async def release_dead(pid: int) -> None:
         # DeliveryWorker ids are host:pid:random.
-        with contextlib.suppress(*DATABASE_ERRORS):
+        with contextlib.suppress(*OUTAGE_ERRORS):
             await release_claims(rt, f"{host}:{pid}:")
 
     return release_dead

@@ -14,12 +14,13 @@ from datetime import timedelta
 from app import supervisor
 from app.config import Settings
 from app.db.engine import session_scope
+from app.db.errors import OUTAGE_ERRORS
 from app.delivery.connections import IDLE_LIMIT
 from app.delivery.mx import Target
 from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
 from app.routing.networks import DeliveryNetworks
-from app.runtime import DATABASE_ERRORS, Runtime, together
+from app.runtime import Runtime, together
 from app.services import activity, queue
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ async def _maintain(rt: Runtime, stop: asyncio.Event) -> None:
                 pruned = await activity.prune(session, retention)
             if pruned:
                 log.info("pruned %d activity rows older than %s", pruned, retention)
-        except DATABASE_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             log.warning("activity pruning skipped: %s", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), MAINTENANCE_INTERVAL)
