@@ -26,7 +26,7 @@ WARM_UP = 200
 
 
 async def in_process(database_url: str, items: Sequence[Probe], srs: Srs) -> dict[str, object]:
-    """p50/p99 of ``routes.route_with`` through the database's reader per kind of address,
+    """p50/p99 of ``routes.route`` through the database's reader per kind of address,
     exactly the look-up ``InboundHandler.handle_RCPT`` makes (its activity row for a
     refusal is written in the background)."""
     engine = create_engine(database_url)
@@ -36,7 +36,7 @@ async def in_process(database_url: str, items: Sequence[Probe], srs: Srs) -> dic
     try:
         for number, item in enumerate([*items[:WARM_UP], *items]):
             start = time.perf_counter()
-            _address, decision = await routes.route_with(reader, item.address, srs=srs)
+            _address, decision = await routes.route(reader, item.address, srs=srs)
             elapsed = time.perf_counter() - start
             if number < WARM_UP:
                 continue

@@ -33,35 +33,9 @@ class Envelope:
     message_ref: int | None = None
 
 
-def record(
-    session: AsyncSession | Session,
-    envelope: Envelope,
-    *,
-    status: str,
-    address: str | None,
-    rule: str | None = None,
-    action: str | None = None,
-    destination: str | None = None,
-    remote_host: str | None = None,
-    reply: str | None = None,
-    at: datetime | None = None,
-) -> None:
-    """Add one row; it is written with the caller's unit of work."""
-    session.add(
-        Activity(
-            **row(
-                envelope,
-                status=status,
-                address=address,
-                rule=rule,
-                action=action,
-                destination=destination,
-                remote_host=remote_host,
-                reply=reply,
-                at=at,
-            )
-        )
-    )
+def record(session: AsyncSession | Session, columns: dict[str, Any]) -> None:
+    """Add one row made by row(); it is written with the caller's unit of work."""
+    session.add(Activity(**columns))
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:

@@ -182,16 +182,19 @@ def _still_receiving(
             kept.append(accepted)
             continue
         stored.refused += 1
+        envelope = activity.Envelope(
+            arrival.client_ip, arrival.mail_from, arrival.message_id, len(arrival.content)
+        )
         activity.record(
             session,
-            activity.Envelope(
-                arrival.client_ip, arrival.mail_from, arrival.message_id, len(arrival.content)
+            activity.row(
+                envelope,
+                status=activity.REJECTED,
+                address=accepted.address,
+                rule=rule_label(accepted.decision, accepted.address.rpartition("@")[2].lower()),
+                reply=GONE_SINCE_RCPT,
+                at=now,
             ),
-            status=activity.REJECTED,
-            address=accepted.address,
-            rule=rule_label(accepted.decision, accepted.address.rpartition("@")[2].lower()),
-            reply=GONE_SINCE_RCPT,
-            at=now,
         )
     return kept
 
@@ -211,12 +214,14 @@ def _targets(session: Session, item: Incoming, stored: Stored, srs: Srs, now: da
             stored.dropped += 1
             activity.record(
                 session,
-                envelope,
-                status=activity.DROPPED,
-                address=accepted.address,
-                rule=rule_label(decision, accepted.address.rpartition("@")[2].lower()),
-                action="drop",
-                at=now,
+                activity.row(
+                    envelope,
+                    status=activity.DROPPED,
+                    address=accepted.address,
+                    rule=rule_label(decision, accepted.address.rpartition("@")[2].lower()),
+                    action="drop",
+                    at=now,
+                ),
             )
             continue
         # A bounce to an SRS address goes back with the sender it came with (usually <>);

@@ -129,21 +129,6 @@ async def load_domain_view(session: AsyncSession, address: Address) -> DomainVie
     )
 
 
-async def route(
-    session: AsyncSession,
-    raw_address: str,
-    now: datetime | None = None,
-    srs: Srs | None = None,
-    *,
-    sender: str = "",
-    postmaster: str | None = None,
-) -> tuple[Address, Decision]:
-    """What happens to mail for ``raw_address``, as the API asks it."""
-    return await route_with(
-        SessionRows(session), raw_address, now, srs, sender=sender, postmaster=postmaster
-    )
-
-
 class Rows(Protocol):
     async def rows(self, query: Executable, parameters: dict[str, Any]) -> Sequence[Row[Any]]: ...
 
@@ -157,8 +142,8 @@ class SessionRows:
         return result
 
 
-async def route_with(
-    source: Rows,
+async def route(
+    source: AsyncSession | Rows,
     raw_address: str,
     now: datetime | None = None,
     srs: Srs | None = None,
@@ -167,7 +152,8 @@ async def route_with(
     postmaster: str | None = None,
 ) -> tuple[Address, Decision]:
     """What happens to mail for ``raw_address`` from ``sender`` ("" for <>), with the rules
-    read from ``source`` (an app.db.reader.Reader on the SMTP server's RCPT path).
+    read from ``source``: the request's session (the API), or an app.db.reader.Reader on
+    the SMTP server's RCPT path.
 
     With ``srs`` (whose domain is our host name) the server's own addresses are routed
     too: its SRS bounce addresses, and its postmaster to ``postmaster``.
@@ -184,5 +170,6 @@ async def route_with(
             return address, resolve_postmaster(address, postmaster)
     if address.is_literal:
         return address, resolve_route(address, None, now or utcnow())
-    domain = domain_view(await source.rows(DOMAIN_VIEW, domain_view_parameters(address)))
+    rows = SessionRows(source) if isinstance(source, AsyncSession) else source
+    domain = domain_view(await rows.rows(DOMAIN_VIEW, domain_view_parameters(address)))
     return address, resolve_route(address, domain, now or utcnow())

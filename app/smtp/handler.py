@@ -141,7 +141,7 @@ class InboundHandler:
             return replies.S452_TOO_MANY_RECIPIENTS
         peer = _peer_ip(session)
         try:
-            _parsed, decision = await routes.route_with(
+            _parsed, decision = await routes.route(
                 self.reader,
                 address,
                 srs=self.srs,

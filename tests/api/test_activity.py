@@ -34,11 +34,13 @@ async def record(
     async with session_scope(sessionmaker) as session:
         activity.record(
             session,
-            activity.Envelope("192.0.2.1", "alice@sender.example"),
-            status=status,
-            address=address,
-            at=at,
-            **fields,
+            activity.row(
+                activity.Envelope("192.0.2.1", "alice@sender.example"),
+                status=status,
+                address=address,
+                at=at,
+                **fields,
+            ),
         )
 
 
@@ -104,15 +106,19 @@ async def test_list_activity_shows_a_row_whole(
     async with session_scope(sessionmaker) as session:
         activity.record(
             session,
-            activity.Envelope("192.0.2.1", "alice@sender.example", "<1@sender.example>", 4096, 7),
-            status=activity.FORWARDED,
-            address="shop@example.org",
-            rule="shop@example.org",
-            action="forward",
-            destination="me@inbox.example",
-            remote_host="mx.inbox.example[198.51.100.7]",
-            reply="250 2.0.0 Ok: queued as 4Bc1",
-            at=T0,
+            activity.row(
+                activity.Envelope(
+                    "192.0.2.1", "alice@sender.example", "<1@sender.example>", 4096, 7
+                ),
+                status=activity.FORWARDED,
+                address="shop@example.org",
+                rule="shop@example.org",
+                action="forward",
+                destination="me@inbox.example",
+                remote_host="mx.inbox.example[198.51.100.7]",
+                reply="250 2.0.0 Ok: queued as 4Bc1",
+                at=T0,
+            ),
         )
     [item] = (await listed(client))["items"]
     assert item == {

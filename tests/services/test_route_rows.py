@@ -1,5 +1,5 @@
-"""route_with (app.services.routes): the RCPT decision from any source of DOMAIN_VIEW rows
-is the API's decision (route, through the ORM session), for every kind of address."""
+"""route (app.services.routes): the RCPT decision from any source of DOMAIN_VIEW rows (the
+SMTP server's reader) is the API's decision through the ORM session, for every address."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from app.db.engine import session_scope
 from app.db.reader import Reader, SessionReader, create_reader
 from app.routing import Action, MatchKind, Outcome, Refusal
 from app.services import aliases, destinations, domains
-from app.services.routes import route, route_with
+from app.services.routes import route
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 ME = "me@inbox.example"
@@ -74,10 +74,10 @@ async def reader(
 
 
 @pytest.mark.parametrize("address", list(EXPECTED))
-async def test_route_with_decides_as_route(
+async def test_route_from_the_reader_decides_as_from_the_session(
     session: AsyncSession, routed: None, reader: Reader, address: str
 ) -> None:
-    parsed, decision = await route_with(reader, address, NOW)
+    parsed, decision = await route(reader, address, NOW)
 
     assert (parsed, decision) == await route(session, address, NOW)
     assert (
@@ -88,10 +88,10 @@ async def test_route_with_decides_as_route(
     ) == EXPECTED[address]
 
 
-async def test_route_with_reads_the_rule_as_stored(
+async def test_route_reads_the_rule_as_stored(
     session: AsyncSession, routed: None, reader: Reader
 ) -> None:
-    _, decision = await route_with(reader, "shop+news@example.org", NOW)
+    _, decision = await route(reader, "shop+news@example.org", NOW)
 
     assert decision.rule is not None
     assert (decision.rule.local_part, decision.rule.enabled, decision.rule.message_count) == (
@@ -101,14 +101,14 @@ async def test_route_with_reads_the_rule_as_stored(
     )
 
 
-async def test_route_with_sees_an_alias_disabled_after_a_first_look(
+async def test_route_sees_an_alias_disabled_after_a_first_look(
     sessionmaker: async_sessionmaker[AsyncSession], routed: None, reader: Reader
 ) -> None:
-    before = (await route_with(reader, "shop@example.org", NOW))[1]
+    before = (await route(reader, "shop@example.org", NOW))[1]
     async with session_scope(sessionmaker) as session:
         await aliases.update_alias(session, "example.org", "shop", {"enabled": False})
 
-    after = (await route_with(reader, "shop@example.org", NOW))[1]
+    after = (await route(reader, "shop@example.org", NOW))[1]
 
     assert (before.outcome, after.outcome, after.refusal) == (
         Outcome.FORWARD,
