@@ -138,6 +138,9 @@ def serve(sessionmaker: Sessionmaker, srs: Srs) -> Callable[..., Any]:
         finally:
             server.close()
             await server.wait_closed()
+            # As `mailroute smtp` stops: refusals still being logged are written first, or
+            # their database connection outlives the test's event loop.
+            await handler.drain()
 
     return serving
 
