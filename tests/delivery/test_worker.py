@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import secrets
 from datetime import timedelta
 from email import policy
 from email.message import Message as EmailPart
@@ -23,31 +22,15 @@ from app.db.models import Activity, Delivery, Message
 from app.delivery.mx import Target
 from app.delivery.worker import DeliveryWorker, WorkerConfig, retry_delay
 from app.resolver import MxRecord
-from app.routing import Decision, MatchKind, Outcome
 from app.routing.networks import DeliveryNetworks
-from app.routing.srs import Srs
-from app.services import inbound, outbox, queue
+from app.services import outbox, queue
 from tests.conftest import HOSTNAME
+from tests.delivery.arrivals import ALIAS, CONTENT, DESTINATION, SENDER, queue_inbound
 from tests.delivery.conftest import Clock
 from tests.delivery.sink import Sink
 from tests.fakes import FakeResolver
 
-SRS_SECRET = "test-srs-secret-0123456789"
-SENDER = "alice@sender.example"
-ALIAS = "shop@example.org"
-DESTINATION = "me@inbox.example"
 LEASE = timedelta(minutes=10)
-CONTENT = (
-    b"Received: from client.example ([192.0.2.1])\r\n"
-    b"\tby mx.mailroute.example (mailroute) with ESMTP id abc123\r\n"
-    b"\tfor <shop@example.org>; Wed, 01 May 2024 12:00:00 +0000\r\n"
-    b"From: Alice <alice@sender.example>\r\n"
-    b"To: shop@example.org\r\n"
-    b"Subject: the order\r\n"
-    b"Message-ID: <1@sender.example>\r\n"
-    b"\r\n"
-    b"Hello\r\n"
-)
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 # The sinks listen on loopback, which MX delivery refuses unless allowed.
@@ -72,39 +55,6 @@ def make_worker(
 @pytest.fixture
 def worker(sessionmaker: Sessionmaker, sink: Sink, clock: Clock) -> DeliveryWorker:
     return make_worker(sessionmaker, smarthost(sink), clock)
-
-
-async def queue_inbound(
-    sessionmaker: Sessionmaker,
-    clock: Clock,
-    *,
-    sender: str = SENDER,
-    alias: str = ALIAS,
-    destinations: tuple[str, ...] = (DESTINATION,),
-    lifetime: timedelta = timedelta(days=5),
-) -> list[int]:
-    """Store CONTENT as the SMTP server does for a forwarding alias; the delivery ids."""
-    decision = Decision(
-        Outcome.FORWARD, "forwarded by test", matched_by=MatchKind.EXACT, destinations=destinations
-    )
-    arrival = inbound.Arrival(
-        queue_id=secrets.token_hex(6),
-        client_ip="192.0.2.1",
-        helo="client.example",
-        mail_from=sender,
-        content=CONTENT,
-        message_id="<1@sender.example>",
-    )
-    async with session_scope(sessionmaker) as session:
-        stored = await inbound.store(
-            session,
-            arrival,
-            [inbound.Accepted(alias, decision)],
-            srs=Srs(SRS_SECRET, HOSTNAME),
-            queue_lifetime=lifetime,
-            now=clock(),
-        )
-    return stored.delivery_ids
 
 
 async def all_deliveries(sessionmaker: Sessionmaker) -> list[Delivery]:
