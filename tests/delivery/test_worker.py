@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email import policy
 from email.message import Message as EmailPart
 from email.parser import BytesParser
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -33,6 +35,7 @@ from tests.fakes import FakeResolver
 LEASE = timedelta(minutes=10)
 
 Sessionmaker = async_sessionmaker[AsyncSession]
+Rows = Callable[[Sessionmaker], Awaitable[list[Any]]]
 # The sinks listen on loopback, which MX delivery refuses unless allowed.
 LOOPBACK = DeliveryNetworks(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
 
@@ -110,22 +113,21 @@ async def test_worker_sends_with_the_srs_sender(
     assert mail_from.endswith(f"=sender.example=alice@{HOSTNAME}")
 
 
-async def test_worker_delivered_leaves_the_queue(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, clock: Clock
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(waiting, id="queue"),
+        pytest.param(all_messages, id="message"),
+        pytest.param(all_deliveries, id="delivery"),
+    ],
+)
+async def test_worker_delivered_leaves_nothing_behind(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, clock: Clock, rows: Rows
 ) -> None:
     await queue_inbound(sessionmaker, clock)
     await worker.run_once()
-    assert await waiting(sessionmaker) == []
+    assert await rows(sessionmaker) == []
     assert await worker.run_once() == 0
-
-
-async def test_worker_delivered_message_is_deleted(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, clock: Clock
-) -> None:
-    await queue_inbound(sessionmaker, clock)
-    await worker.run_once()
-    assert await all_messages(sessionmaker) == []
-    assert await all_deliveries(sessionmaker) == []
 
 
 async def test_worker_delivered_logs_forwarded_with_remote_and_reply(
@@ -146,12 +148,29 @@ async def test_worker_delivered_logs_forwarded_with_remote_and_reply(
     assert row.at == clock()
 
 
+@pytest.mark.parametrize(
+    ("mx_records", "address_records"),
+    [
+        pytest.param(
+            [MxRecord(10, "mx.inbox.example")], {"mx.inbox.example": ["127.0.0.1"]}, id="its_mx"
+        ),
+        # 127.0.0.2 is loopback too, but nothing listens there on the sink's port.
+        pytest.param(
+            [MxRecord(10, "down.inbox.example"), MxRecord(20, "mx.inbox.example")],
+            {"down.inbox.example": ["127.0.0.2"], "mx.inbox.example": ["127.0.0.1"]},
+            id="the_next_mx_when_one_is_down",
+        ),
+    ],
+)
 async def test_worker_delivers_to_the_mx_of_the_domain(
-    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+    sessionmaker: Sessionmaker,
+    sink: Sink,
+    clock: Clock,
+    mx_records: list[MxRecord],
+    address_records: dict[str, list[str]],
 ) -> None:
     resolver = FakeResolver(
-        mx_records={"inbox.example": [MxRecord(10, "mx.inbox.example")]},
-        address_records={"mx.inbox.example": ["127.0.0.1"]},
+        mx_records={"inbox.example": mx_records}, address_records=address_records
     )
     config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port, networks=LOOPBACK)
     worker = make_worker(sessionmaker, config, clock, resolver)
@@ -182,23 +201,6 @@ async def test_worker_does_not_connect_to_an_mx_on_loopback_by_default(
     assert per_recipient_status(bounce.content)["Status"] == "5.4.4"
 
 
-async def test_worker_tries_the_next_mx_when_one_is_down(
-    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
-) -> None:
-    # 127.0.0.2 is loopback too, but nothing listens there on the sink's port.
-    resolver = FakeResolver(
-        mx_records={
-            "inbox.example": [MxRecord(10, "down.inbox.example"), MxRecord(20, "mx.inbox.example")]
-        },
-        address_records={"down.inbox.example": ["127.0.0.2"], "mx.inbox.example": ["127.0.0.1"]},
-    )
-    config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port, networks=LOOPBACK)
-    worker = make_worker(sessionmaker, config, clock, resolver)
-    await queue_inbound(sessionmaker, clock)
-    await worker.run_once()
-    assert len(sink.received) == 1
-
-
 async def test_worker_uses_one_connection_per_domain(
     worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
 ) -> None:
@@ -224,17 +226,30 @@ async def test_worker_temporary_failure_defers_a_minute(
     assert delivery.claimed_by is None
 
 
-async def test_worker_deferred_logs_deferred(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        pytest.param("451 4.3.0 try later", "deferred", id="deferred"),
+        pytest.param("550 5.1.1 no such user", "bounced", id="bounced"),
+    ],
+)
+async def test_worker_refused_logs_the_reply(
+    worker: DeliveryWorker,
+    sessionmaker: Sessionmaker,
+    sink: Sink,
+    clock: Clock,
+    reply: str,
+    status: str,
 ) -> None:
     await queue_inbound(sessionmaker, clock)
-    sink.refuse_rcpt("451 4.3.0 try later")
+    sink.refuse_rcpt(reply)
     await worker.run_once()
     [row] = await activity_log(sessionmaker)
-    assert (row.status, row.reply, row.remote_host) == (
-        "deferred",
-        "451 4.3.0 try later",
+    assert (row.status, row.reply, row.remote_host, row.address) == (
+        status,
+        reply,
         "sink[127.0.0.1]",
+        ALIAS,
     )
 
 
@@ -287,16 +302,6 @@ async def test_worker_second_deferral_waits_twice_as_long(
 
 
 # Bounced
-
-
-async def test_worker_permanent_failure_logs_bounced(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
-) -> None:
-    await queue_inbound(sessionmaker, clock)
-    sink.refuse_rcpt("550 5.1.1 no such user")
-    await worker.run_once()
-    [row] = await activity_log(sessionmaker)
-    assert (row.status, row.reply, row.address) == ("bounced", "550 5.1.1 no such user", ALIAS)
 
 
 async def test_worker_permanent_failure_leaves_the_queue(
@@ -357,23 +362,22 @@ async def test_worker_failed_dsn_gets_no_dsn(
     assert [row.status for row in await activity_log(sessionmaker)] == ["bounced", "bounced"]
 
 
-async def test_worker_null_sender_gets_no_dsn(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(dsn_messages, id="dsn"),
+        pytest.param(waiting, id="queue"),
+        pytest.param(all_messages, id="message"),
+    ],
+)
+async def test_worker_null_sender_bounced_leaves_nothing_behind(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock, rows: Rows
 ) -> None:
+    # No DSN to the null sender (RFC 5321 4.5.5), so nothing is left of the message.
     await queue_inbound(sessionmaker, clock, sender="")
     sink.refuse_rcpt("550 5.1.1 no such user")
     await worker.run_once()
-    assert await dsn_messages(sessionmaker) == []
-    assert await waiting(sessionmaker) == []
-
-
-async def test_worker_failed_message_without_dsn_is_deleted(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
-) -> None:
-    await queue_inbound(sessionmaker, clock, sender="")
-    sink.refuse_rcpt("550 5.1.1 no such user")
-    await worker.run_once()
-    assert await all_messages(sessionmaker) == []
+    assert await rows(sessionmaker) == []
 
 
 async def test_worker_nonexistent_domain_bounces(sessionmaker: Sessionmaker, clock: Clock) -> None:
