@@ -15,8 +15,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
-# Beyond this many keys, idle (full) buckets are forgotten: a full bucket is the same as
-# none, so forgetting one changes no answer. Bounds memory against many addresses.
+# Beyond this many keys (by default), idle (full) buckets are forgotten: a full bucket is
+# the same as none, so forgetting one changes no answer. Bounds memory against many addresses.
 MAX_KEYS = 100_000
 
 
@@ -31,9 +31,12 @@ class Rate:
 
 
 class RateLimiter:
-    def __init__(self, rate: Rate, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, rate: Rate, *, clock: Clock = time.monotonic, max_keys: int = MAX_KEYS
+    ) -> None:
         self.rate = rate
         self._clock = clock
+        self._max_keys = max_keys
         self._buckets: dict[Hashable, tuple[float, float]] = {}  # key -> (level, as of)
 
     def take(self, key: Hashable) -> int | None:
@@ -59,7 +62,7 @@ class RateLimiter:
         return max(1, math.ceil((1 - level) / self.rate.per_second))
 
     def _store(self, key: Hashable, level: float, now: float) -> None:
-        if key not in self._buckets and len(self._buckets) >= MAX_KEYS:
+        if key not in self._buckets and len(self._buckets) >= self._max_keys:
             self._forget_idle(now)
         self._buckets[key] = (level, now)
 
@@ -67,7 +70,7 @@ class RateLimiter:
         full = [k for k in self._buckets if self._level(k, now) >= self.rate.burst]
         for key in full:
             del self._buckets[key]
-        if len(self._buckets) >= MAX_KEYS:  # all busy: forget the longest-untouched half
+        if len(self._buckets) >= self._max_keys:  # all busy: forget the longest-untouched half
             by_age = sorted(self._buckets, key=lambda k: self._buckets[k][1])
             for key in by_age[: len(by_age) // 2]:
                 del self._buckets[key]

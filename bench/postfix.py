@@ -4,102 +4,39 @@
 same destination mailroute forwards to, and every message leaves through the relayhost,
 the sink. Only what running privately as root needs departs from the stock settings: its
 own config, queue, data and log directories, nothing chrooted, no DNS, no local delivery,
-and a master.cf without the services nothing here uses. Performance settings (process
-limits, in_flow_delay, connection caching, fsync of queue files) stay at their defaults.
+and a master.cf without the services nothing here uses (tests/peers/postfix_instance.py,
+which lays out and runs the tests' Postfix too). Performance settings (process limits,
+in_flow_delay, connection caching, fsync of queue files) stay at their defaults.
 """
 
 from __future__ import annotations
 
 import contextlib
-import grp
-import os
-import pwd
-import signal
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import processes
-from bench.ports import HOST, free_port, smtp_greets
+from bench.ports import HOST, free_port
 from bench.service import DESTINATION, DOMAIN
+from tests.peers import postfix_instance
 
 POSTFIX_PROGRAMS = Path("/usr/sbin")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
-MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {root}/queue
-data_directory = {root}/data
-mail_owner = postfix
-setgid_group = postdrop
-syslog_name = postfix-mailroute-bench
-# No syslog here: postlogd(8) writes the log (postconf(5) maillog_file).
-maillog_file = {root}/log/maillog
-maillog_file_prefixes = {root}/log
-
-myhostname = mx.postfix.example.net
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-local_transport = error:5.1.1 no local delivery here
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-biff = no
-
+# What the forwarder does, after what every instance sets (postfix_instance.MAIN_CF).
+ROLE_CF = """\
 virtual_alias_domains = {domain}
 virtual_alias_maps = hash:{root}/etc/virtual
 relayhost = [{host}]:{sink_port}
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-lmtp_host_lookup = native
 """
-
-# master(5) entries of a stock master.cf with chroot off; no pickup, local, virtual or
-# showq: nothing is submitted or delivered locally.
-MASTER_CF = """\
-{host}:{port} inet n - n - - smtpd
-cleanup    unix  n - n - 0 cleanup
-qmgr       unix  n - n 300 1 qmgr
-tlsmgr     unix  - - n 1000? 1 tlsmgr
-rewrite    unix  - - n - - trivial-rewrite
-bounce     unix  - - n - 0 bounce
-defer      unix  - - n - 0 bounce
-trace      unix  - - n - 0 bounce
-verify     unix  - - n - 1 verify
-flush      unix  n - n 1000? 0 flush
-proxymap   unix  - - n - - proxymap
+# Its delivery agents: smtp(8), to the relayhost.
+AGENTS = """\
 smtp       unix  - - n - - smtp
 relay      unix  - - n - - smtp
-error      unix  - - n - - error
-retry      unix  - - n - - error
-discard    unix  - - n - - discard
-anvil      unix  - - n - 1 anvil
-scache     unix  - - n - 1 scache
-postlog    unix-dgram n - n - 1 postlogd
 """
-
-# Queue directories as post-install creates them ($meta_directory/postfix-files):
-# (name, owned by mail_owner, group postdrop, mode).
-QUEUE_DIRECTORIES = [
-    ("active", True, False, 0o700),
-    ("bounce", True, False, 0o700),
-    ("corrupt", True, False, 0o700),
-    ("defer", True, False, 0o700),
-    ("deferred", True, False, 0o700),
-    ("flush", True, False, 0o700),
-    ("hold", True, False, 0o700),
-    ("incoming", True, False, 0o700),
-    ("private", True, False, 0o700),
-    ("maildrop", True, True, 0o730),
-    ("public", True, True, 0o710),
-    ("pid", False, False, 0o755),
-    ("saved", True, False, 0o700),
-    ("trace", True, False, 0o700),
-]
 
 
 @dataclass
@@ -122,48 +59,24 @@ class Postfix:
         return self.root / "log" / "maillog"
 
 
-def daemon_directory() -> Path:
-    done = subprocess.run(
-        [str(POSTFIX_PROGRAMS / "postconf"), "-dh", "daemon_directory"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(done.stdout.strip())
-
-
 def write_instance(
     root: Path, *, port: int, sink_port: int, local_parts: Sequence[str], destination: str
 ) -> None:
     """Lay out an instance in ``root``: directories owned as Postfix expects, main.cf,
     master.cf and the virtual alias map, built with postmap."""
-    # Postfix's daemons run as the postfix user and must reach the queue below root.
-    root.mkdir(mode=0o711, parents=True, exist_ok=True)
-    root.chmod(0o711)
-    mail_owner = pwd.getpwnam("postfix").pw_uid
-    postdrop = grp.getgrnam("postdrop").gr_gid
-    for name in ("etc", "queue", "log"):
-        (root / name).mkdir(mode=0o755, exist_ok=True)
-    (root / "data").mkdir(mode=0o700, exist_ok=True)
-    os.chown(root / "data", mail_owner, -1)
-    for name, owned, setgid_group, mode in QUEUE_DIRECTORIES:
-        path = root / "queue" / name
-        path.mkdir(exist_ok=True)
-        os.chown(path, mail_owner if owned else 0, postdrop if setgid_group else 0)
-        os.chmod(path, mode)
-    values = {"root": root, "host": HOST, "port": port, "sink_port": sink_port, "domain": DOMAIN}
+    role = ROLE_CF.format(root=root, host=HOST, sink_port=sink_port, domain=DOMAIN)
     files = {
-        "main.cf": MAIN_CF.format(**values),
-        "master.cf": MASTER_CF.format(**values),
+        "main.cf": postfix_instance.main_cf(
+            root,
+            root / "log",
+            syslog_name="postfix-mailroute-bench",
+            hostname="mx.postfix.example.net",
+            role=role,
+        ),
+        "master.cf": postfix_instance.master_cf(HOST, port, agents=AGENTS),
         "virtual": "".join(f"{lp}@{DOMAIN} {destination}\n" for lp in local_parts),
     }
-    for name, text in files.items():
-        path = root / "etc" / name
-        path.write_text(text)
-        # Postfix ignores a file younger than a second (dict_load_file(3): it might be half
-        # written), which would cost a second or two at start.
-        written = time.time() - 60
-        os.utime(path, (written, written))
+    postfix_instance.lay_out(root, root / "log", files)
     etc = str(root / "etc")
     subprocess.run(
         [str(POSTFIX_PROGRAMS / "postmap"), "-c", etc, f"hash:{etc}/virtual"],
@@ -186,36 +99,15 @@ def running_postfix(
     write_instance(
         root, port=port, sink_port=sink_port, local_parts=local_parts, destination=destination
     )
-    with open(root / "log" / "master.out", "ab") as output:
-        master = subprocess.Popen(
-            # -d: stay in the foreground, our child, leading a new process group.
-            [str(daemon_directory() / "master"), "-c", str(root / "etc"), "-d"],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Postfix(master, port, root)
+    master = postfix_instance.master_program(POSTFIX_PROGRAMS / "postconf")
+    server = Postfix(postfix_instance.start_master(master, root, root / "log"), port, root)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not smtp_greets(port):
-            if master.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Postfix in {root} did not start; see {server.log_file}")
-            time.sleep(0.05)
+        try:
+            postfix_instance.wait_for_greeting(server.master, HOST, port, START_TIMEOUT)
+        except postfix_instance.NotStarted as exc:
+            raise RuntimeError(
+                f"Postfix in {root} did not start ({exc}); see {server.log_file}"
+            ) from exc
         yield server
     finally:
-        stop(server)
-
-
-def stop(server: Postfix) -> None:
-    """SIGTERM to the master, which passes it on to its process group; SIGKILL whatever
-    is left after STOP_TIMEOUT."""
-    group = server.master.pid
-    if server.master.poll() is None:
-        server.master.terminate()
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while processes.in_group(group) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, signal.SIGKILL)
-    server.master.wait(STOP_TIMEOUT)
+        postfix_instance.stop_master(server.master, STOP_TIMEOUT)

@@ -7,9 +7,7 @@ import asyncio
 import dataclasses
 import email
 import email.policy
-import re
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from email.parser import BytesParser
 
 import httpx
@@ -19,16 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.app import create_app
 from app.api.context import ApiContext
-from app.db.engine import create_engine, create_sessionmaker, session_scope
+from app.db.engine import create_engine, create_sessionmaker
 from app.db.models import Delivery, Message, VerificationSend, VerificationToken
 from app.resolver import MxRecord
 from app.services.verification_limits import RESEND_COOLDOWN
-from tests.conftest import HOSTNAME, PUBLIC_URL
+from tests.api.verification import add_destination, link_token, parse, time_passes
+from tests.conftest import HOSTNAME
 from tests.fakes import FakeResolver
 from tests.matchers import Recent
 
 SENDER = f"mailroute-noreply@{HOSTNAME}"
-LINK = re.compile(re.escape(PUBLIC_URL) + r"/v1/verify/([A-Za-z0-9_-]+)")
 
 
 def pending(destination_id: int, address: str) -> dict:
@@ -45,13 +43,6 @@ def error(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
-async def add_destination(client: httpx.AsyncClient, address: str) -> dict:
-    response = await client.post("/v1/destinations", json={"email": address})
-    assert response.status_code == 201, response.text
-    body: dict = response.json()
-    return body
-
-
 async def stored_messages(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Message]:
     async with sessionmaker() as session:
         return list(await session.scalars(select(Message).order_by(Message.id)))
@@ -60,30 +51,6 @@ async def stored_messages(sessionmaker: async_sessionmaker[AsyncSession]) -> lis
 async def stored_deliveries(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Delivery]:
     async with sessionmaker() as session:
         return list(await session.scalars(select(Delivery).order_by(Delivery.id)))
-
-
-def parse(message: Message) -> EmailMessage:
-    parsed = email.message_from_bytes(message.content, policy=email.policy.default)
-    assert isinstance(parsed, EmailMessage)
-    return parsed
-
-
-def link_token(message: Message) -> str:
-    body = parse(message).get_body(("plain",))
-    assert body is not None
-    match = LINK.search(body.get_content())
-    assert match is not None, body.get_content()
-    return match.group(1)
-
-
-async def time_passes(
-    sessionmaker: async_sessionmaker[AsyncSession], by: timedelta = RESEND_COOLDOWN
-) -> None:
-    """Move every recorded verification send ``by`` into the past, as if that much time
-    had passed (the resend limits read the clock of the sends' rows)."""
-    async with session_scope(sessionmaker) as session:
-        for send in await session.scalars(select(VerificationSend)):
-            send.sent_at -= by
 
 
 async def sends_of(sessionmaker: async_sessionmaker[AsyncSession]) -> list[datetime]:

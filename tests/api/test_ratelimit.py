@@ -13,7 +13,6 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import ratelimit
 from app.api.app import create_app
 from app.api.context import ApiContext
 from app.db.engine import session_scope
@@ -138,11 +137,8 @@ def test_rate_limiter_give_back_never_exceeds_the_burst(clock: FakeClock) -> Non
     assert [limiter.take("k"), limiter.take("k")] == [None, 1]
 
 
-def test_rate_limiter_forgets_idle_keys_past_its_bound(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ratelimit, "MAX_KEYS", 3)
-    limiter = RateLimiter(Rate(per_minute=60, burst=1), clock=clock)
+def test_rate_limiter_forgets_idle_keys_past_its_bound(clock: FakeClock) -> None:
+    limiter = RateLimiter(Rate(per_minute=60, burst=1), clock=clock, max_keys=3)
     for key in ("a", "b", "c"):
         limiter.take(key)
     clock.advance(5)  # all three full again: idle

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api import redaction
 from tests.api.live import live_api
-from tests.api.test_verify import latest_link
+from tests.api.verification import latest_link
 from tests.conftest import PUBLIC_URL
 from tests.fakes import FakeResolver
 

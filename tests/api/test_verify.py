@@ -3,10 +3,7 @@ verifies; the link is single use, expires, and needs no API token."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import hashlib
-import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,36 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.app import create_app
 from app.api.context import ApiContext
-from app.db.models import Message, VerificationToken
-from tests.api.test_destinations import time_passes
-from tests.conftest import PUBLIC_URL
+from app.db.models import VerificationToken
+from tests.api.verification import add_destination, latest_link, time_passes
 from tests.matchers import Recent
 
-LINK = re.compile(re.escape(PUBLIC_URL) + r"/v1/verify/([A-Za-z0-9_-]+)")
 CONFIRM_FORM = '<form method="post"><button type="submit">Confirm</button></form>'
 UNKNOWN_TEXT = "this verification link is unknown, already used or expired; ask for a new one"
-
-
-async def add_destination(client: httpx.AsyncClient, address: str) -> dict:
-    response = await client.post("/v1/destinations", json={"email": address})
-    assert response.status_code == 201, response.text
-    body: dict = response.json()
-    return body
-
-
-async def latest_link(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
-    """The path of the link in the newest queued verification message."""
-    async with sessionmaker() as session:
-        message = await session.scalar(
-            select(Message).where(Message.kind == "verification").order_by(Message.id.desc())
-        )
-    assert message is not None
-    parsed = email.message_from_bytes(message.content, policy=email.policy.default)
-    body = parsed.get_body(("plain",))
-    assert body is not None
-    match = LINK.search(body.get_content())
-    assert match is not None
-    return f"/v1/verify/{match.group(1)}"
 
 
 async def status_of(client: httpx.AsyncClient, destination: dict) -> str:

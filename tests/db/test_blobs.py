@@ -18,11 +18,10 @@ from sqlalchemy.orm import Session
 from app.db import blobs
 from app.db.engine import create_sqlite_writer
 from app.db.models import Message
-from app.routing import Decision, MatchKind, Outcome
 from app.routing.srs import Srs
 from app.services import inbound, queue
-from app.services.inbound import Accepted, Arrival, Incoming
 from tests.conftest import HOSTNAME, sqlite_url
+from tests.db.arrivals import arrival
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 # Every octet value, CR and LF alone, and more than a page: what is stored is what came.
@@ -39,17 +38,6 @@ def writer(sqlite_template: Path, tmp_path: Path) -> Iterator[Engine]:
     engine = create_sqlite_writer(sqlite_url(path))
     yield engine
     engine.dispose()
-
-
-def arrival(content: bytes | bytearray) -> Incoming:
-    """A message for shop@example.org, forwarded to me@inbox.example."""
-    decision = Decision(
-        Outcome.FORWARD, "test", matched_by=MatchKind.EXACT, destinations=("me@inbox.example",)
-    )
-    return Incoming(
-        Arrival("q1", "192.0.2.7", "client.example", "a@sender.example", content, None),
-        [Accepted("shop@example.org", decision)],
-    )
 
 
 def stored_columns(path: str) -> list[str]:

@@ -15,7 +15,7 @@ from app.routing.srs import Srs
 from app.services import inbound, queue
 from app.services.inbound import Stored
 from tests.conftest import HOSTNAME
-from tests.db.test_blobs import arrival
+from tests.db.arrivals import arrival
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 # Three and a half parts of every octet value, CR and LF alone included.

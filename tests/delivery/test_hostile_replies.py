@@ -22,8 +22,8 @@ from app.delivery.outcome import MAX_REPLY, Result
 from app.delivery.relay import RelayConfig, connect
 from app.delivery.worker import DeliveryWorker, WorkerConfig
 from tests.conftest import HOSTNAME
+from tests.delivery.arrivals import DESTINATION, SENDER, queue_inbound
 from tests.delivery.conftest import Clock
-from tests.delivery.test_worker import DESTINATION, SENDER, queue_inbound
 from tests.fakes import FakeResolver
 
 CONFIG = RelayConfig(local_hostname="mx.mailroute.example", timeout=10)

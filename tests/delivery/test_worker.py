@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import secrets
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email import policy
 from email.message import Message as EmailPart
 from email.parser import BytesParser
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -23,34 +24,19 @@ from app.db.models import Activity, Delivery, Message
 from app.delivery.mx import Target
 from app.delivery.worker import DeliveryWorker, WorkerConfig, retry_delay
 from app.resolver import MxRecord
-from app.routing import Decision, MatchKind, Outcome
 from app.routing.networks import DeliveryNetworks
-from app.routing.srs import Srs
-from app.services import inbound, outbox, queue
+from app.services import outbox, queue
 from tests.conftest import HOSTNAME
+from tests.delivery.arrivals import ALIAS, CONTENT, DESTINATION, SENDER, queue_inbound
 from tests.delivery.conftest import Clock
 from tests.delivery.sink import Sink
 from tests.fakes import FakeResolver
 
-SRS_SECRET = "test-srs-secret-0123456789"
-SENDER = "alice@sender.example"
-ALIAS = "shop@example.org"
-DESTINATION = "me@inbox.example"
 LEASE = timedelta(minutes=10)
 UNLIMITED_OCTETS = 2**40  # a claim cut by its count only
-CONTENT = (
-    b"Received: from client.example ([192.0.2.1])\r\n"
-    b"\tby mx.mailroute.example (mailroute) with ESMTP id abc123\r\n"
-    b"\tfor <shop@example.org>; Wed, 01 May 2024 12:00:00 +0000\r\n"
-    b"From: Alice <alice@sender.example>\r\n"
-    b"To: shop@example.org\r\n"
-    b"Subject: the order\r\n"
-    b"Message-ID: <1@sender.example>\r\n"
-    b"\r\n"
-    b"Hello\r\n"
-)
 
 Sessionmaker = async_sessionmaker[AsyncSession]
+Rows = Callable[[Sessionmaker], Awaitable[list[Any]]]
 # The sinks listen on loopback, which MX delivery refuses unless allowed.
 LOOPBACK = DeliveryNetworks(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
 
@@ -73,38 +59,6 @@ def make_worker(
 @pytest.fixture
 def worker(sessionmaker: Sessionmaker, sink: Sink, clock: Clock) -> DeliveryWorker:
     return make_worker(sessionmaker, smarthost(sink), clock)
-
-
-async def queue_inbound(
-    sessionmaker: Sessionmaker,
-    clock: Clock,
-    *,
-    sender: str = SENDER,
-    alias: str = ALIAS,
-    destinations: tuple[str, ...] = (DESTINATION,),
-    lifetime: timedelta = timedelta(days=5),
-) -> list[int]:
-    """Store CONTENT as the SMTP server does for a forwarding alias; the delivery ids."""
-    decision = Decision(
-        Outcome.FORWARD, "forwarded by test", matched_by=MatchKind.EXACT, destinations=destinations
-    )
-    arrival = inbound.Arrival(
-        queue_id=secrets.token_hex(6),
-        client_ip="192.0.2.1",
-        helo="client.example",
-        mail_from=sender,
-        content=CONTENT,
-        message_id="<1@sender.example>",
-    )
-    async with session_scope(sessionmaker) as session:
-        incoming = [inbound.Incoming(arrival, [inbound.Accepted(alias, decision)])]
-        srs = Srs(SRS_SECRET, HOSTNAME)
-        (stored,) = await session.run_sync(
-            lambda sync: inbound.store(
-                sync, incoming, srs=srs, queue_lifetime=lifetime, now=clock()
-            )
-        )
-    return stored.delivery_ids
 
 
 async def all_deliveries(sessionmaker: Sessionmaker) -> list[Delivery]:
@@ -160,22 +114,21 @@ async def test_worker_sends_with_the_srs_sender(
     assert mail_from.endswith(f"=sender.example=alice@{HOSTNAME}")
 
 
-async def test_worker_delivered_leaves_the_queue(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, clock: Clock
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(waiting, id="queue"),
+        pytest.param(all_messages, id="message"),
+        pytest.param(all_deliveries, id="delivery"),
+    ],
+)
+async def test_worker_delivered_leaves_nothing_behind(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, clock: Clock, rows: Rows
 ) -> None:
     await queue_inbound(sessionmaker, clock)
     await worker.run_once()
-    assert await waiting(sessionmaker) == []
+    assert await rows(sessionmaker) == []
     assert await worker.run_once() == 0
-
-
-async def test_worker_delivered_message_is_deleted(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, clock: Clock
-) -> None:
-    await queue_inbound(sessionmaker, clock)
-    await worker.run_once()
-    assert await all_messages(sessionmaker) == []
-    assert await all_deliveries(sessionmaker) == []
 
 
 async def test_worker_delivered_logs_forwarded_with_remote_and_reply(
@@ -196,12 +149,29 @@ async def test_worker_delivered_logs_forwarded_with_remote_and_reply(
     assert row.at == clock()
 
 
+@pytest.mark.parametrize(
+    ("mx_records", "address_records"),
+    [
+        pytest.param(
+            [MxRecord(10, "mx.inbox.example")], {"mx.inbox.example": ["127.0.0.1"]}, id="its_mx"
+        ),
+        # 127.0.0.2 is loopback too, but nothing listens there on the sink's port.
+        pytest.param(
+            [MxRecord(10, "down.inbox.example"), MxRecord(20, "mx.inbox.example")],
+            {"down.inbox.example": ["127.0.0.2"], "mx.inbox.example": ["127.0.0.1"]},
+            id="the_next_mx_when_one_is_down",
+        ),
+    ],
+)
 async def test_worker_delivers_to_the_mx_of_the_domain(
-    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+    sessionmaker: Sessionmaker,
+    sink: Sink,
+    clock: Clock,
+    mx_records: list[MxRecord],
+    address_records: dict[str, list[str]],
 ) -> None:
     resolver = FakeResolver(
-        mx_records={"inbox.example": [MxRecord(10, "mx.inbox.example")]},
-        address_records={"mx.inbox.example": ["127.0.0.1"]},
+        mx_records={"inbox.example": mx_records}, address_records=address_records
     )
     config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port, networks=LOOPBACK)
     worker = make_worker(sessionmaker, config, clock, resolver)
@@ -232,23 +202,6 @@ async def test_worker_does_not_connect_to_an_mx_on_loopback_by_default(
     assert per_recipient_status(bounce.content)["Status"] == "5.4.4"
 
 
-async def test_worker_tries_the_next_mx_when_one_is_down(
-    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
-) -> None:
-    # 127.0.0.2 is loopback too, but nothing listens there on the sink's port.
-    resolver = FakeResolver(
-        mx_records={
-            "inbox.example": [MxRecord(10, "down.inbox.example"), MxRecord(20, "mx.inbox.example")]
-        },
-        address_records={"down.inbox.example": ["127.0.0.2"], "mx.inbox.example": ["127.0.0.1"]},
-    )
-    config = WorkerConfig(hostname=HOSTNAME, delivery_port=sink.port, networks=LOOPBACK)
-    worker = make_worker(sessionmaker, config, clock, resolver)
-    await queue_inbound(sessionmaker, clock)
-    await worker.run_once()
-    assert len(sink.received) == 1
-
-
 async def test_worker_uses_one_connection_per_domain(
     worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
 ) -> None:
@@ -274,17 +227,30 @@ async def test_worker_temporary_failure_defers_a_minute(
     assert delivery.claimed_by is None
 
 
-async def test_worker_deferred_logs_deferred(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        pytest.param("451 4.3.0 try later", "deferred", id="deferred"),
+        pytest.param("550 5.1.1 no such user", "bounced", id="bounced"),
+    ],
+)
+async def test_worker_refused_logs_the_reply(
+    worker: DeliveryWorker,
+    sessionmaker: Sessionmaker,
+    sink: Sink,
+    clock: Clock,
+    reply: str,
+    status: str,
 ) -> None:
     await queue_inbound(sessionmaker, clock)
-    sink.refuse_rcpt("451 4.3.0 try later")
+    sink.refuse_rcpt(reply)
     await worker.run_once()
     [row] = await activity_log(sessionmaker)
-    assert (row.status, row.reply, row.remote_host) == (
-        "deferred",
-        "451 4.3.0 try later",
+    assert (row.status, row.reply, row.remote_host, row.address) == (
+        status,
+        reply,
         "sink[127.0.0.1]",
+        ALIAS,
     )
 
 
@@ -337,16 +303,6 @@ async def test_worker_second_deferral_waits_twice_as_long(
 
 
 # Bounced
-
-
-async def test_worker_permanent_failure_logs_bounced(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
-) -> None:
-    await queue_inbound(sessionmaker, clock)
-    sink.refuse_rcpt("550 5.1.1 no such user")
-    await worker.run_once()
-    [row] = await activity_log(sessionmaker)
-    assert (row.status, row.reply, row.address) == ("bounced", "550 5.1.1 no such user", ALIAS)
 
 
 async def test_worker_permanent_failure_leaves_the_queue(
@@ -407,23 +363,22 @@ async def test_worker_failed_dsn_gets_no_dsn(
     assert [row.status for row in await activity_log(sessionmaker)] == ["bounced", "bounced"]
 
 
-async def test_worker_null_sender_gets_no_dsn(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(dsn_messages, id="dsn"),
+        pytest.param(waiting, id="queue"),
+        pytest.param(all_messages, id="message"),
+    ],
+)
+async def test_worker_null_sender_bounced_leaves_nothing_behind(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock, rows: Rows
 ) -> None:
+    # No DSN to the null sender (RFC 5321 4.5.5), so nothing is left of the message.
     await queue_inbound(sessionmaker, clock, sender="")
     sink.refuse_rcpt("550 5.1.1 no such user")
     await worker.run_once()
-    assert await dsn_messages(sessionmaker) == []
-    assert await waiting(sessionmaker) == []
-
-
-async def test_worker_failed_message_without_dsn_is_deleted(
-    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
-) -> None:
-    await queue_inbound(sessionmaker, clock, sender="")
-    sink.refuse_rcpt("550 5.1.1 no such user")
-    await worker.run_once()
-    assert await all_messages(sessionmaker) == []
+    assert await rows(sessionmaker) == []
 
 
 async def test_worker_nonexistent_domain_bounces(sessionmaker: Sessionmaker, clock: Clock) -> None:

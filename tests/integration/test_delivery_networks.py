@@ -17,11 +17,12 @@ import pytest
 
 from tests.delivery.sink import Sink
 from tests.integration.conftest import CLIENT_NAME, message
-from tests.integration.test_serve import SENDER, Service
+from tests.integration.service import Service
 from tests.peers.dnsmasq import Dnsmasq, Zone
 
 pytestmark = pytest.mark.dnsmasq
 
+SENDER = "alice@sender.example"
 ALIAS = "shop@example.org"
 MX_ON_LOOPBACK = "me@loops.example"  # MX localhost.loops.example, A 127.0.0.1
 ADDRESS_ON_LOOPBACK = "you@bare-loop.example"  # no MX, A 127.0.0.1

@@ -4,7 +4,7 @@ An instance of its own (config, queue, data and Maildirs under one directory, it
 another), its master(8) run directly as a child of the tests and listening on 127.0.0.2:25
 by default. It accepts mail for its virtual mailbox domains, refuses chosen addresses at
 RCPT with 550 5.1.1, and delivers the rest with virtual(8) into one Maildir per domain;
-``postfix_config`` says what it will not do (DNS, relaying, sending).
+``postfix_config`` and ``postfix_instance`` say what it will not do (DNS, relaying, sending).
 
 Tests share one instance per session (``postfix``) and keep apart by taking fresh addresses
 from ``Postfix.mailbox()``; ``messages()`` picks a mailbox's files out of the domain's
@@ -36,12 +36,14 @@ import pytest
 from tests.peers import maildir
 from tests.peers.dnsmasq import Zone
 from tests.peers.postfix_config import Settings, maildir_name, write_instance
-from tests.peers.processes import (
-    address_in_use,
-    end_group,
-    greeting,
-    terminal_output,
+from tests.peers.postfix_instance import (
+    NotStarted,
+    master_program,
+    start_master,
+    stop_master,
+    wait_for_greeting,
 )
+from tests.peers.processes import address_in_use, terminal_output
 from tests.peers.tools import IN_CI, require_tool
 
 MAILBOX_DOMAIN = "inbox.example"
@@ -162,22 +164,11 @@ class Postfix:
                 f"{self.host}:{self.port} is taken (a Postfix left from an interrupted run?"
                 f" see `ss -ltnp 'sport = :{self.port}'`)"
             )
-        with open(self.log_dir / "master.out", "ab") as output:
-            self._master = subprocess.Popen(
-                # -d: stay in the foreground, a child of ours, in the new session.
-                [self._programs["master"], "-c", str(self.root / "etc"), "-d"],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while (line := greeting(self.host, self.port)) is None:
-            if not self.running or time.monotonic() > deadline:
-                self._fail_start(f"no 220 within {timeout} s" if self.running else "exited")
-            time.sleep(0.05)
-        if not line.startswith(b"220 "):
-            self._fail_start(f"greeted with {line!r}")
+        self._master = start_master(Path(self._programs["master"]), self.root, self.log_dir)
+        try:
+            wait_for_greeting(self._master, self.host, self.port, timeout)
+        except NotStarted as exc:
+            self._fail_start(str(exc))
 
     def _fail_start(self, what: str) -> NoReturn:
         self.stop()
@@ -194,10 +185,7 @@ class Postfix:
         if self._master is None:
             return
         master, self._master = self._master, None
-        # master(8) passes SIGTERM on to its process group, then exits.
-        master.terminate()
-        end_group(master.pid, timeout)
-        master.wait(timeout)
+        stop_master(master, timeout)
 
     def restart(self) -> None:
         self.stop()
@@ -252,11 +240,8 @@ def require_postfix() -> dict[str, str]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    postconf = str(Path(postfix).with_name("postconf"))
-    daemons = subprocess.run(
-        [postconf, "-dh", "daemon_directory"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return {"postfix": postfix, "master": str(Path(daemons) / "master")}
+    master = master_program(Path(postfix).with_name("postconf"))
+    return {"postfix": postfix, "master": str(master)}
 
 
 @contextmanager

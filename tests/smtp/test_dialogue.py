@@ -14,7 +14,7 @@ from app.smtp import replies
 from app.smtp.limits import DEFAULT_LIMITS
 from tests.smtp.conftest import LiveSmtp, in_thread
 from tests.smtp.raw import Reply, greeted
-from tests.smtp.test_protocol import Sessionmaker, stored_messages
+from tests.smtp.stored import Sessionmaker, stored_messages
 
 MAIL = b"MAIL FROM:<a@sender.example>"
 RCPT = b"RCPT TO:<shop@example.org>"

@@ -25,7 +25,7 @@ from app.db.models import Message
 from tests.conftest import HOSTNAME
 from tests.smtp.conftest import LiveSmtp, in_thread
 from tests.smtp.raw import RawSmtp, Reply
-from tests.smtp.test_protocol import Sessionmaker
+from tests.smtp.stored import Sessionmaker
 
 TRANSACTION = (
     b"EHLO fuzz.example\r\nMAIL FROM:<a@sender.example>\r\nRCPT TO:<shop@example.org>\r\n"

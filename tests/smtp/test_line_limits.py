@@ -13,7 +13,7 @@ import pytest
 from app.smtp import replies
 from tests.smtp.conftest import LiveSmtp, in_thread
 from tests.smtp.raw import Reply, greeted
-from tests.smtp.test_protocol import Sessionmaker, stored_messages
+from tests.smtp.stored import Sessionmaker, stored_messages
 
 COMMAND_LIMIT = 512
 TEXT_LIMIT = 1000

@@ -15,7 +15,7 @@ from app.smtp import replies
 from tests.conftest import HOSTNAME
 from tests.smtp.conftest import LiveSmtp, in_thread, running_smtp
 from tests.smtp.raw import Reply, greeted
-from tests.smtp.test_protocol import Sessionmaker
+from tests.smtp.stored import Sessionmaker
 
 OPERATOR = "ops@operator.example"
 BODY = b"From: a@sender.example\r\nSubject: abuse report\r\n\r\nHello\r\n"

@@ -16,19 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.db.engine import create_engine, create_sessionmaker
-from app.db.models import Delivery, Message
 from app.routing.srs import Srs
 from app.smtp import replies
 from app.smtp.handler import MAX_RECIPIENTS, InboundConfig, InboundHandler
 from app.smtp.server import start_server, tls_context
 from tests.conftest import HOSTNAME
 from tests.smtp.conftest import MAX_SIZE, LiveSmtp, in_thread
+from tests.smtp.stored import Sessionmaker, count_deliveries, stored_messages
 
-Sessionmaker = async_sessionmaker[AsyncSession]
 Reply = tuple[int, bytes]
 
 SENDER = "a@sender.example"
@@ -79,16 +77,6 @@ async def serving(
         server.close()
         await server.wait_closed()
         await handler.drain()
-
-
-async def stored_messages(sessionmaker: Sessionmaker) -> list[Message]:
-    async with sessionmaker() as session:
-        return list(await session.scalars(select(Message).order_by(Message.id)))
-
-
-async def count_deliveries(sessionmaker: Sessionmaker) -> int:
-    async with sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(Delivery)) or 0)
 
 
 def send(

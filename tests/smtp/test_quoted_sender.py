@@ -12,7 +12,7 @@ from app.db.models import Delivery, Message
 from app.smtp import replies
 from tests.smtp.conftest import LiveSmtp, in_thread
 from tests.smtp.raw import Reply, greeted
-from tests.smtp.test_protocol import Sessionmaker
+from tests.smtp.stored import Sessionmaker
 
 BODY = b"From: a@sender.example\r\nSubject: quoted\r\n\r\nHello\r\n"
 

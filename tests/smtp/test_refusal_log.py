@@ -20,7 +20,7 @@ from app.services import activity
 from app.smtp.refusals import RefusalLog
 from tests.smtp.conftest import LiveSmtp, in_thread
 from tests.smtp.raw import greeted
-from tests.smtp.test_protocol import Sessionmaker
+from tests.smtp.stored import Sessionmaker
 
 GUESSES = [f"guess{n}@example.org" for n in range(10)]
 PER_SESSION = 15  # under the error limit (20), so every RCPT is answered

@@ -26,7 +26,7 @@ from app.smtp import replies
 from tests.conftest import HOSTNAME
 from tests.smtp.conftest import SRS_SECRET, LiveSmtp, in_thread
 from tests.smtp.raw import Reply, greeted
-from tests.smtp.test_protocol import Sessionmaker, count_deliveries, stored_messages
+from tests.smtp.stored import Sessionmaker, count_deliveries, stored_messages
 
 SENDER = b"MAIL FROM:<a@sender.example>"
 DESTINATIONS = {"me@inbox.example", "other@inbox.example"}  # all the routed fixture knows

@@ -15,7 +15,7 @@ import pytest
 from app.smtp import replies
 from tests.smtp.conftest import LiveSmtp, in_thread
 from tests.smtp.raw import Reply, greeted
-from tests.smtp.test_protocol import Sessionmaker, count_deliveries, stored_messages
+from tests.smtp.stored import Sessionmaker, count_deliveries, stored_messages
 
 HEAD = b"From: a@sender.example\r\nTo: shop@example.org\r\nSubject: first\r\n\r\nHello\r\n"
 # What a smuggler hopes a downstream server reads as a second transaction.

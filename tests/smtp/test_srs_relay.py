@@ -17,7 +17,7 @@ from app.smtp import replies
 from app.smtp.limits import PenaltyBox
 from tests.smtp.conftest import LiveSmtp, in_thread, running_smtp
 from tests.smtp.raw import RawSmtp, Reply, greeted
-from tests.smtp.test_protocol import Sessionmaker, count_deliveries, stored_messages
+from tests.smtp.stored import Sessionmaker, count_deliveries, stored_messages
 
 ORIGINAL = "victim@victim.example"
 BOUNCE = b"From: MAILER-DAEMON@remote.example\r\nSubject: Undelivered\r\n\r\nSorry\r\n"

@@ -32,6 +32,6 @@ async def list_activity(
     )
     rows = await activity.page(session, where, limit=limit, before=before)
     return ActivityPage(
-        items=[ActivityPublic.model_validate(r) for r in rows],
+        items=[ActivityPublic.model_validate(r, from_attributes=True) for r in rows],
         next_before=rows[-1].id if len(rows) == limit else None,
     )

@@ -5,33 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.api.deps import SessionDep
-from app.api.routes.rule_status import status_fields
+from app.api.routes.rule_status import shown_rule
 from app.api.schemas.aliases import AliasCreate, AliasPage, AliasPublic, AliasUpdate
 from app.api.schemas.base import Line
-from app.db.models import Rule
 from app.routing import Action, normalize_domain
 from app.services import aliases
 
 router = APIRouter(prefix="/domains/{domain}/aliases", tags=["aliases"])
-
-
-def alias_public(rule: Rule, domain: str) -> AliasPublic:
-    return AliasPublic(
-        address=f"{rule.local_part}@{domain}",
-        local_part=rule.local_part,
-        domain=domain,
-        disposable=rule.disposable,
-        action=rule.action,
-        destinations=sorted(d.email for d in rule.destinations),
-        enabled=rule.enabled,
-        expires_at=rule.expires_at,
-        max_messages=rule.max_messages,
-        message_count=rule.message_count,
-        note=rule.note,
-        created_at=rule.created_at,
-        updated_at=rule.updated_at,
-        **status_fields(rule),
-    )
 
 
 @router.post("", status_code=201, summary="Create an alias")
@@ -48,7 +28,9 @@ async def create_alias(domain: str, body: AliasCreate, session: SessionDep) -> A
         max_messages=body.max_messages,
         note=body.note,
     )
-    return alias_public(rule, normalize_domain(domain))
+    return AliasPublic.model_validate(
+        shown_rule(rule, normalize_domain(domain)), from_attributes=True
+    )
 
 
 @router.get("", summary="List aliases")
@@ -64,8 +46,12 @@ async def list_aliases(
     page = await aliases.list_aliases(
         session, domain, enabled=enabled, q=q, limit=limit, offset=offset
     )
+    name = normalize_domain(domain)
     return AliasPage(
-        items=[alias_public(r, normalize_domain(domain)) for r in page.items],
+        items=[
+            AliasPublic.model_validate(shown_rule(r, name), from_attributes=True)
+            for r in page.items
+        ],
         total=page.total,
         limit=limit,
         offset=offset,
@@ -76,7 +62,9 @@ async def list_aliases(
 async def get_alias(domain: str, local_part: str, session: SessionDep) -> AliasPublic:
     """One alias with its status: whether it receives mail now, and if not, why."""
     rule = await aliases.get_alias(session, domain, local_part)
-    return alias_public(rule, normalize_domain(domain))
+    return AliasPublic.model_validate(
+        shown_rule(rule, normalize_domain(domain)), from_attributes=True
+    )
 
 
 @router.patch("/{local_part:path}", summary="Change an alias")
@@ -89,7 +77,9 @@ async def update_alias(
         if field in changes and changes[field] is None:
             del changes[field]  # null means "leave as is" for fields that cannot be empty
     rule = await aliases.update_alias(session, domain, local_part, changes)
-    return alias_public(rule, normalize_domain(domain))
+    return AliasPublic.model_validate(
+        shown_rule(rule, normalize_domain(domain)), from_attributes=True
+    )
 
 
 @router.delete("/{local_part:path}", status_code=204, summary="Delete an alias")

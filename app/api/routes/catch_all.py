@@ -3,9 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import SessionDep
-from app.api.routes.rule_status import status_fields
+from app.api.routes.rule_status import shown_rule
 from app.api.schemas.aliases import CatchAllPublic, CatchAllPut
-from app.db.models import Rule
 from app.routing import Action, normalize_domain
 from app.services import aliases
 
@@ -27,7 +26,7 @@ async def get_catch_all(domain: str, session: SessionDep) -> CatchAllPublic:
             status="disabled",
             reason="no catch-all is set",
         )
-    return _public(name, rule)
+    return CatchAllPublic.model_validate(shown_rule(rule, name), from_attributes=True)
 
 
 @router.put("", summary="Set the catch-all")
@@ -40,14 +39,6 @@ async def put_catch_all(domain: str, body: CatchAllPut, session: SessionDep) -> 
         action=Action(body.action),
         destinations=body.destinations,
     )
-    return _public(normalize_domain(domain), rule)
-
-
-def _public(domain: str, rule: Rule) -> CatchAllPublic:
-    return CatchAllPublic(
-        domain=domain,
-        enabled=rule.enabled,
-        action=rule.action,
-        destinations=sorted(d.email for d in rule.destinations),
-        **status_fields(rule),
+    return CatchAllPublic.model_validate(
+        shown_rule(rule, normalize_domain(domain)), from_attributes=True
     )

@@ -6,7 +6,6 @@ from app.api.context import ApiContext
 from app.api.deps import ContextDep, SessionDep
 from app.api.routes.ids import Id
 from app.api.schemas.destinations import DestinationCreate, DestinationPublic
-from app.db.models import Destination
 from app.services import destinations
 
 router = APIRouter(prefix="/destinations", tags=["destinations"])
@@ -16,10 +15,6 @@ def wake_worker(context: ApiContext, tasks: BackgroundTasks) -> None:
     """After the response, so after the commit: the worker then finds the new mail."""
     if context.on_queued is not None:
         tasks.add_task(context.on_queued)
-
-
-def destination_public(destination: Destination) -> DestinationPublic:
-    return DestinationPublic.model_validate(destination, from_attributes=True)
 
 
 @router.post("", status_code=201, summary="Add a destination inbox")
@@ -35,19 +30,24 @@ async def create_destination(
         networks=context.delivery_networks,
     )
     wake_worker(context, tasks)
-    return destination_public(destination)
+    return DestinationPublic.model_validate(destination, from_attributes=True)
 
 
 @router.get("", summary="List destinations")
 async def list_destinations(session: SessionDep) -> list[DestinationPublic]:
     """Every destination inbox, verified or pending."""
-    return [destination_public(d) for d in await destinations.list_destinations(session)]
+    return [
+        DestinationPublic.model_validate(d, from_attributes=True)
+        for d in await destinations.list_destinations(session)
+    ]
 
 
 @router.get("/{destination_id}", summary="Show a destination")
 async def get_destination(destination_id: Id, session: SessionDep) -> DestinationPublic:
     """One destination, with its verification status."""
-    return destination_public(await destinations.get_destination(session, destination_id))
+    return DestinationPublic.model_validate(
+        await destinations.get_destination(session, destination_id), from_attributes=True
+    )
 
 
 @router.post("/{destination_id}/resend", summary="Resend the verification message")
@@ -60,7 +60,7 @@ async def resend_verification(
         session, destination_id, identity=context.identity
     )
     wake_worker(context, tasks)
-    return destination_public(destination)
+    return DestinationPublic.model_validate(destination, from_attributes=True)
 
 
 @router.delete("/{destination_id}", status_code=204, summary="Remove a destination")

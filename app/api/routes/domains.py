@@ -1,51 +1,43 @@
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Response
 
 from app.api.deps import ContextDep, SessionDep
 from app.api.schemas.domains import DnsRecordPublic, DomainCreate, DomainPublic, DomainUpdate
-from app.db.models import Domain
-from app.routing.address import unicode_domain
 from app.services import dns_records, domains
 
 router = APIRouter(prefix="/domains", tags=["domains"])
-
-
-def domain_public(domain: Domain) -> DomainPublic:
-    return DomainPublic(
-        name=domain.name,
-        unicode_name=unicode_domain(domain.name),
-        subaddressing=domain.subaddressing,
-        created_at=domain.created_at,
-    )
 
 
 @router.post("", status_code=201, summary="Add a domain")
 async def create_domain(body: DomainCreate, session: SessionDep) -> DomainPublic:
     """Add a domain whose mail this server will route; publish its DNS records next."""
     domain = await domains.create_domain(session, body.name, subaddressing=body.subaddressing)
-    return domain_public(domain)
+    return DomainPublic.model_validate(domain, from_attributes=True)
 
 
 @router.get("", summary="List domains")
 async def list_domains(session: SessionDep) -> list[DomainPublic]:
     """Every domain served here, by name."""
-    return [domain_public(d) for d in await domains.list_domains(session)]
+    return [
+        DomainPublic.model_validate(d, from_attributes=True)
+        for d in await domains.list_domains(session)
+    ]
 
 
 @router.get("/{name}", summary="Show a domain")
 async def get_domain(name: str, session: SessionDep) -> DomainPublic:
     """One domain, by its Unicode or ASCII name."""
-    return domain_public(await domains.get_domain(session, name))
+    return DomainPublic.model_validate(
+        await domains.get_domain(session, name), from_attributes=True
+    )
 
 
 @router.patch("/{name}", summary="Change a domain")
 async def update_domain(name: str, body: DomainUpdate, session: SessionDep) -> DomainPublic:
     """Turn subaddressing (local+tag) on or off."""
     domain = await domains.update_domain(session, name, subaddressing=body.subaddressing)
-    return domain_public(domain)
+    return DomainPublic.model_validate(domain, from_attributes=True)
 
 
 @router.delete("/{name}", status_code=204, summary="Remove a domain")
@@ -63,4 +55,4 @@ async def domain_dns(name: str, session: SessionDep, context: ContextDep) -> lis
     records = await dns_records.required_records(
         context.resolver, domain.name, context.identity.hostname
     )
-    return [DnsRecordPublic(**asdict(r)) for r in records]
+    return [DnsRecordPublic.model_validate(r, from_attributes=True) for r in records]

@@ -5,8 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import ContextDep, SessionDep
-from app.api.schemas.route import MatchedRule, RoutePublic
-from app.routing import CATCH_ALL_KEY, RuleKind
+from app.api.schemas.base import Overlay
+from app.api.schemas.route import RoutePublic
+from app.routing import CATCH_ALL_KEY, RuleState
 from app.services import routes
 
 router = APIRouter(tags=["routing"])
@@ -35,17 +36,11 @@ async def explain_route(
     rule = None
     if decision.rule is not None:
         local = "*" if decision.rule.local_part == CATCH_ALL_KEY else decision.rule.local_part
-        rule = MatchedRule(
-            type="catch_all" if decision.rule.kind is RuleKind.CATCH_ALL else "alias",
+        rule = Overlay(
+            decision.rule,
             address=f"{local}@{parsed.domain}",
-            status=decision.rule_state.value if decision.rule_state else "active",
+            status=(decision.rule_state or RuleState.ACTIVE).value,
         )
-    return RoutePublic(
-        address=str(parsed),
-        outcome=decision.outcome.value,
-        matched_by=decision.matched_by,
-        rule=rule,
-        destinations=list(decision.destinations),
-        refusal=decision.refusal,
-        explanation=decision.explanation,
+    return RoutePublic.model_validate(
+        Overlay(decision, address=str(parsed), rule=rule), from_attributes=True
     )

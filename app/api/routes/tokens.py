@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from app.api.deps import SessionDep
 from app.api.routes.ids import Id
+from app.api.schemas.base import Overlay
 from app.api.schemas.tokens import TokenCreate, TokenCreated, TokenPublic
 from app.services import tokens
 
@@ -23,8 +24,7 @@ async def list_tokens(session: SessionDep) -> list[TokenPublic]:
 async def create_token(body: TokenCreate, session: SessionDep) -> TokenCreated:
     """A new token; its secret is in this answer only, so keep it."""
     new = await tokens.create_token(session, body.name)
-    public = TokenPublic.model_validate(new.token, from_attributes=True)
-    return TokenCreated(**public.model_dump(), token=new.secret)
+    return TokenCreated.model_validate(Overlay(new.token, token=new.secret), from_attributes=True)
 
 
 @router.delete("/{token_id}", summary="Revoke an API token")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
 
 StatusName = Literal["forwarded", "dropped", "rejected", "deferred", "bounced"]
 
@@ -24,7 +24,6 @@ class ActivityPublic(BaseModel):
     size: int | None
 
     model_config = ConfigDict(
-        from_attributes=True,
         json_schema_extra={
             "examples": [
                 {
@@ -56,7 +55,7 @@ class ActivityPage(BaseModel):
 
 class QueueItemPublic(BaseModel):
     id: int
-    queue_id: str | None
+    queue_id: str | None = Field(validation_alias=AliasPath("message", "queue_id"))
     status: Literal["queued", "delivering"]
     original_rcpt: str
     recipient: str

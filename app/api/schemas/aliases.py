@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -21,6 +23,14 @@ ActionName = Literal["forward", "drop"]
 StateName = Literal[
     "active", "disabled", "expired", "limit_reached", "no_destinations", "unverified_destinations"
 ]
+
+
+def destination_emails(destinations: Iterable[Any]) -> list[str]:
+    """A rule's destinations (rows with an ``email``), shown as their addresses, sorted."""
+    return sorted(d.email for d in destinations)
+
+
+RuleDestinations = Annotated[list[str], BeforeValidator(destination_emails)]
 
 
 ALIAS_EXAMPLE: JsonDict = {
@@ -91,7 +101,7 @@ class AliasPublic(RuleStatus):
     domain: str
     disposable: bool
     action: ActionName
-    destinations: list[str]
+    destinations: RuleDestinations
     enabled: bool
     expires_at: datetime | None
     max_messages: int | None
@@ -134,7 +144,7 @@ class CatchAllPublic(RuleStatus):
     domain: str
     enabled: bool
     action: ActionName
-    destinations: list[str]
+    destinations: RuleDestinations
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -56,6 +56,24 @@ def iso_text(value: object) -> object:
 
 IsoDatetime = Annotated[AwareDatetime, BeforeValidator(iso_text)]
 """A date and time with a zone, written as RFC 3339 text (no Unix timestamps)."""
+
+
+class Overlay:
+    """``base`` with some attributes added or replaced.
+
+    A route answers with ``XPublic.model_validate(obj, from_attributes=True)``, the schema
+    saying how each field is read (``validation_alias``, validators). When the answer shows
+    what ``obj`` does not hold (a rule's state now, its address on its domain), the route
+    validates ``Overlay(obj, status=...)`` instead, naming only what it adds.
+    """
+
+    def __init__(self, base: object, **extra: object) -> None:
+        self._base = base
+        vars(self).update(extra)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names __init__ did not set: those are the base's own.
+        return getattr(self._base, name)
 
 
 class RequestModel(BaseModel):

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, AliasPath, BaseModel, ConfigDict, Field, StrictBool
 
 from app.api.schemas.base import Line, RequestModel
+from app.routing.address import unicode_domain
 
 
 class DomainCreate(RequestModel):
@@ -26,7 +28,11 @@ class DomainUpdate(RequestModel):
 
 class DomainPublic(BaseModel):
     name: str
-    unicode_name: str
+    # The same (A-label) name, shown in Unicode. An AliasPath, as a plain alias "name" would
+    # give the __init__ that pydantic's mypy plugin writes two parameters called name.
+    unicode_name: Annotated[str, AfterValidator(unicode_domain)] = Field(
+        validation_alias=AliasPath("name")
+    )
     subaddressing: bool
     created_at: datetime
 

@@ -8,7 +8,7 @@ from app.routing import MatchKind, Refusal
 
 
 class MatchedRule(BaseModel):
-    type: Literal["alias", "catch_all"]
+    type: Literal["alias", "catch_all"] = Field(validation_alias="kind")  # a RuleKind
     address: str = Field(description="The alias address, or *@domain for a catch-all")
     status: str
 
