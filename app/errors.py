@@ -9,12 +9,14 @@ Every class has a ``code``: the stable, machine-readable name the API puts in
     │   ├── AliasNotFound
     │   ├── DestinationNotFound
     │   ├── TokenNotFound
+    │   ├── BlockNotFound
     │   └── QueueItemNotFound
     ├── Conflict                  the request clashes with the current state (409)
     │   ├── DomainExists
     │   ├── AliasExists
     │   ├── DestinationExists
     │   ├── DestinationInUse       a destination still used by rules cannot be deleted
+    │   ├── BlockExists            the same sender is already blocked with the same scope
     │   ├── AlreadyVerified        resending verification for a verified destination
     │   └── QueueItemBusy          a delivery being attempted right now
     ├── InvalidInput              well-formed request, unacceptable value (422)
@@ -65,6 +67,10 @@ class TokenNotFound(NotFound):
     code = "token_not_found"
 
 
+class BlockNotFound(NotFound):
+    code = "block_not_found"
+
+
 class Conflict(MailrouteError):
     code = "conflict"
 
@@ -83,6 +89,10 @@ class DestinationExists(Conflict):
 
 class DestinationInUse(Conflict):
     code = "destination_in_use"
+
+
+class BlockExists(Conflict):
+    code = "block_exists"
 
 
 class AlreadyVerified(Conflict):

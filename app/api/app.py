@@ -15,6 +15,7 @@ from app.api.openapi import install_openapi
 from app.api.routes import (
     activity,
     aliases,
+    blocks,
     catch_all,
     destinations,
     domains,
@@ -57,7 +58,17 @@ def create_app(context: ApiContext) -> FastAPI:
     app.add_middleware(BodyLimit, max_body_size=context.max_body_size)  # added last: runs first
 
     protected = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
-    for module in (domains, destinations, aliases, catch_all, route, tokens, activity, queue):
+    for module in (
+        domains,
+        destinations,
+        aliases,
+        catch_all,
+        blocks,
+        route,
+        tokens,
+        activity,
+        queue,
+    ):
         protected.include_router(module.router)
     v1 = APIRouter(prefix="/v1")
     v1.include_router(protected)

@@ -1,7 +1,7 @@
 """The schema. It reaches a database only through the Alembic migrations in migrations/.
 
 Management: domains, rules (aliases and catch-alls), destinations and their verification
-tokens (and when they were sent), API tokens. Mail flow: a message is stored once
+tokens (and when they were sent), blocked senders, API tokens. Mail flow: a message is stored once
 (``messages``), and each (recipient, destination) pair to send it to is one
 ``deliveries`` row that workers claim.
 ``activity`` is the log users read; it outlives messages and deliveries.
@@ -134,6 +134,25 @@ class RuleDestination(Base):
     destination_id: Mapped[int] = mapped_column(
         ForeignKey("destinations.id", ondelete="RESTRICT"), primary_key=True, index=True
     )
+
+
+class Block(Base):
+    """A blocked sender (an address, or a domain and its subdomains: app.routing.blocks):
+    for every domain (``domain_id`` NULL), one domain, or one alias (``rule_id``, with its
+    domain). Deleting the domain or alias deletes the blocks scoped to it."""
+
+    __tablename__ = "blocks"
+    # The RCPT look-up: blocks.sender IN (the sender's keys), this index.
+    __table_args__ = (Index("ix_blocks_sender", "sender"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender: Mapped[str] = mapped_column(String(320))
+    domain_id: Mapped[int | None] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    domain: Mapped[Domain | None] = relationship()
+    rule: Mapped[Rule | None] = relationship()
 
 
 class ApiToken(Base):

@@ -4,6 +4,10 @@ Precedence: an exact alias beats ``local+tag`` (when the domain has subaddressin
 RFC 5233) beats the catch-all. A rule that matches but does not receive mail (disabled,
 expired, over its limit, unverified destinations) refuses the address: it does not fall
 through to the catch-all, so disabling a leaked disposable address really stops it.
+
+A blocked sender (app.routing.blocks) is refused for an address a rule covers: one the
+block's scope includes, refused as not authorised (RFC 3463 X.7.1) rather than unknown.
+An address no rule covers stays "unknown" whoever sends to it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from app.routing.address import Address
+from app.routing.blocks import covers
 from app.routing.rules import (
     CATCH_ALL_KEY,
     Action,
@@ -49,6 +54,7 @@ class Refusal(StrEnum):
     BAD_SRS = "bad_srs"  # a forged or expired bounce address of ours: 550 5.1.1
     SRS_NOT_BOUNCE = "srs_not_bounce"  # our bounce address, from a sender not <>: 550 5.7.1
     NO_POSTMASTER = "no_postmaster"  # postmaster, with no operator address set: 550 5.1.1
+    BLOCKED_SENDER = "blocked_sender"  # the sender is blocked for the address: 550 5.7.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +88,11 @@ def lookup_keys(address: Address) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def resolve_route(address: Address, domain: DomainView | None, now: datetime) -> Decision:
-    """Decide what happens to mail for ``address``, given the rules fetched for it."""
+def resolve_route(
+    address: Address, domain: DomainView | None, now: datetime, sender: str = ""
+) -> Decision:
+    """Decide what happens to mail for ``address`` from ``sender`` ("" for <>), given the
+    rules (and blocks) fetched for it."""
     if domain is None or address.is_literal or address.domain != domain.name:
         return Decision(
             Outcome.REFUSE,
@@ -98,6 +107,18 @@ def resolve_route(address: Address, domain: DomainView | None, now: datetime) ->
             refusal=Refusal.UNKNOWN_ADDRESS,
         )
     rule, matched_by = match
+    blocked = next(
+        (b for b in domain.blocks if b.rule_id in (None, rule.id) and sender and covers(b, sender)),
+        None,
+    )
+    if blocked is not None:
+        return Decision(
+            Outcome.REFUSE,
+            f"mail from {sender} to {address} is blocked (block {blocked.id}: {blocked.sender})",
+            rule=rule,
+            matched_by=matched_by,
+            refusal=Refusal.BLOCKED_SENDER,
+        )
     return _apply(rule, matched_by, address, now)
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from app.routing.blocks import BlockView
+
 # The catch-all is stored as the rule with an empty local part: no real address has one.
 CATCH_ALL_KEY = ""
 
@@ -53,11 +55,13 @@ class RuleView:
 
 @dataclass(frozen=True, slots=True)
 class DomainView:
-    """A served domain and those of its rules that may match one address, by lookup key."""
+    """A served domain and those of its rules that may match one address, by lookup key;
+    and the blocks that may cover the message's sender."""
 
     name: str
     subaddressing: bool
     rules: Mapping[str, RuleView] = field(default_factory=dict)
+    blocks: tuple[BlockView, ...] = ()
 
 
 def rule_state(rule: RuleView, now: datetime) -> tuple[RuleState, str | None]:

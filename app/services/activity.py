@@ -1,4 +1,5 @@
-"""The activity log: one row per message refused, dropped, or per delivery attempt."""
+"""The activity log: one row per message refused (or blocked), dropped, or per delivery
+attempt."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from app.routing import normalize_domain
 FORWARDED = "forwarded"
 DROPPED = "dropped"
 REJECTED = "rejected"
+BLOCKED = "blocked"  # refused at RCPT: the sender is blocked (app.services.blocks)
 DEFERRED = "deferred"
 BOUNCED = "bounced"
 

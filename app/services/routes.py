@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Executable, Row, bindparam, select
+from sqlalchemy import Executable, Row, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Destination, Domain, Rule, RuleDestination
+from app.db.models import Block, Destination, Domain, Rule, RuleDestination
 from app.db.types import utcnow
 from app.routing import (
     Action,
@@ -24,6 +24,7 @@ from app.routing import (
     parse_address,
     resolve_route,
 )
+from app.routing.blocks import MAX_SENDER_KEYS, BlockView, sender_keys
 from app.routing.decision import resolve_postmaster, resolve_srs_bounce
 from app.routing.srs import Srs
 
@@ -129,6 +130,39 @@ async def load_domain_view(session: AsyncSession, address: Address) -> DomainVie
     )
 
 
+# The blocks that may cover a sender on one domain: a second small query on
+# ix_blocks_sender, made only for a served domain and a sender other than <>. Not folded
+# into DOMAIN_VIEW: its rows are (rule x destination), and a join to the blocks would
+# multiply them. A fixed number of parameters, as DOMAIN_VIEW has (no expanding IN).
+SENDER_BLOCKS = (
+    select(Block.id, Block.sender, Block.rule_id)
+    .outerjoin(Domain, Domain.id == Block.domain_id)
+    .where(
+        Block.sender.in_([bindparam(f"sender{i}") for i in range(MAX_SENDER_KEYS)]),
+        or_(Block.domain_id.is_(None), Domain.name == bindparam("domain")),
+    )
+)
+
+
+def sender_blocks_parameters(domain: str, sender: str) -> dict[str, Any] | None:
+    """SENDER_BLOCKS's parameters, the last key repeated to fill them; None for <>."""
+    keys = sender_keys(sender)
+    if not keys:
+        return None
+    padded = keys + (keys[-1],) * (MAX_SENDER_KEYS - len(keys))
+    return {"domain": domain, **{f"sender{i}": key for i, key in enumerate(padded)}}
+
+
+async def with_blocks(rows: Rows, domain: DomainView | None, sender: str) -> DomainView | None:
+    """``domain`` with the blocks that may cover ``sender`` there."""
+    parameters = sender_blocks_parameters(domain.name, sender) if domain else None
+    if domain is None or parameters is None:
+        return domain
+    found = await rows.rows(SENDER_BLOCKS, parameters)
+    blocks = tuple(BlockView(r.id, r.sender, r.rule_id) for r in found)
+    return dataclasses.replace(domain, blocks=blocks) if blocks else domain
+
+
 class Rows(Protocol):
     async def rows(self, query: Executable, parameters: dict[str, Any]) -> Sequence[Row[Any]]: ...
 
@@ -172,4 +206,5 @@ async def route(
         return address, resolve_route(address, None, now or utcnow())
     rows = SessionRows(source) if isinstance(source, AsyncSession) else source
     domain = domain_view(await rows.rows(DOMAIN_VIEW, domain_view_parameters(address)))
-    return address, resolve_route(address, domain, now or utcnow())
+    domain = await with_blocks(rows, domain, sender)
+    return address, resolve_route(address, domain, now or utcnow(), sender)

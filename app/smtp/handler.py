@@ -69,6 +69,8 @@ def refusal_reply(address: str, decision: Decision) -> str:
         return replies.S550_SRS_NOT_BOUNCE.format(address=address)
     if decision.refusal is Refusal.NO_POSTMASTER:
         return replies.S550_NO_POSTMASTER.format(address=address)
+    if decision.refusal is Refusal.BLOCKED_SENDER:
+        return replies.S550_BLOCKED_SENDER.format(address=address)
     return replies.S550_UNKNOWN_ADDRESS.format(address=address)
 
 
@@ -173,7 +175,9 @@ class InboundHandler:
         self.refusals.refused(
             activity.row(
                 activity.Envelope(peer, sender),
-                status=activity.REJECTED,
+                status=activity.BLOCKED
+                if decision.refusal is Refusal.BLOCKED_SENDER
+                else activity.REJECTED,
                 address=address,
                 reply=decision.explanation,
             )

@@ -25,6 +25,12 @@ S550_SRS_NOT_BOUNCE = (
     "550 5.7.1 <{address}>: Recipient address rejected: "
     "a bounce address, only for mail from the null sender <>"
 )
+# RFC 3463 X.7.1 (delivery not authorized): the owner blocked this sender for the address
+# (app.routing.blocks). RCPT, not DATA: the client keeps the message and bounces it.
+S550_BLOCKED_SENDER = (
+    "550 5.7.1 <{address}>: Recipient address rejected: "
+    "mail from this sender is blocked for this address"
+)
 S550_NO_POSTMASTER = (
     "550 5.1.1 <{address}>: Recipient address rejected: no postmaster is configured"
 )

@@ -14,6 +14,7 @@ from app.api.context import ApiContext
 from app.api.routes import (
     activity,
     aliases,
+    blocks,
     catch_all,
     destinations,
     domains,
@@ -34,6 +35,7 @@ PROTECTED = [
 V1_ROUTE_MODULES = (
     activity,
     aliases,
+    blocks,
     catch_all,
     destinations,
     domains,
@@ -49,6 +51,7 @@ SAMPLE_PARAMETERS = {
     "destination_id": "1",
     "token_id": "1",
     "delivery_id": "1",
+    "block_id": "1",
     "token": "some-token",
 }
 

@@ -25,7 +25,8 @@ async def explain_route(
         Query(
             max_length=512,
             description="The envelope sender (MAIL FROM); empty for the null sender <>, "
-            "as bounces have. Only the server's SRS bounce addresses depend on it.",
+            "as bounces have. Blocked senders and the server's SRS bounce addresses "
+            "depend on it.",
         ),
     ] = "",
 ) -> RoutePublic:

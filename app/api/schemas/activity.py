@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import AliasPath, BaseModel, ConfigDict, Field
 
-StatusName = Literal["forwarded", "dropped", "rejected", "deferred", "bounced"]
+StatusName = Literal["forwarded", "dropped", "rejected", "blocked", "deferred", "bounced"]
 
 
 class ActivityPublic(BaseModel):
