@@ -121,3 +121,30 @@ def test_cli_queue_shows_verification_message(database: str, dnsmasq: Dnsmasq) -
     assert "To: me@inbox.example" in shown
     assert "/v1/verify/" in shown
     assert run(database, "queue", "show", "2").returncode == 1
+
+
+def test_cli_blocks_adds_lists_and_removes_a_sender(database: str) -> None:
+    run(database, "domain", "add", "example.org")
+    added = run(database, "block", "add", "Spam@Bad.example", "--scope", "example.org")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "block 1: spam@bad.example blocked for example.org"
+    assert run(database, "block", "add", "bad.example").returncode == 0
+
+    listed = run(database, "block", "list").stdout.splitlines()
+    assert listed[0].split() == ["ID", "SENDER", "KIND", "SCOPE", "CREATED"]
+    assert [line.split()[:4] for line in listed[1:]] == [
+        ["1", "spam@bad.example", "address", "example.org"],
+        ["2", "bad.example", "domain", "*"],
+    ]
+
+    assert run(database, "block", "remove", "1").stdout.strip() == "block 1 removed"
+    missing = run(database, "block", "remove", "1")
+    assert (missing.returncode, missing.stderr.strip()) == (1, "mailroute: no block 1")
+
+
+def test_cli_blocks_unknown_scope_is_an_error(database: str) -> None:
+    result = run(database, "block", "add", "bad.example", "--scope", "nowhere.example")
+    assert (result.returncode, result.stderr.strip()) == (
+        1,
+        "mailroute: no domain named nowhere.example",
+    )

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import session_scope
+from app.services import activity
 from app.services.destinations import add_verified_destination
 from tests.matchers import Recent
 
@@ -255,3 +256,23 @@ async def test_blocks_deleting_the_alias_deletes_its_blocks(client: httpx.AsyncC
     await client.delete("/v1/domains/example.org/aliases/shop")
 
     assert (await client.get("/v1/blocks")).json() == []
+
+
+async def test_blocks_activity_filters_blocked_rows(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with session_scope(sessionmaker) as session:
+        for status in (activity.BLOCKED, activity.REJECTED):
+            activity.record(
+                session,
+                activity.row(
+                    activity.Envelope("192.0.2.1", "spam@bad.example"),
+                    status=status,
+                    address="shop@example.org",
+                ),
+            )
+
+    response = await client.get("/v1/activity", params={"status": "blocked"})
+
+    assert response.status_code == 200, response.text
+    assert [r["status"] for r in response.json()["items"]] == ["blocked"]
