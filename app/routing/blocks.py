@@ -13,6 +13,7 @@ sent (RFC 5321 4.5.5, RFC 3464, RFC 3834 3.3), and it names no one to block.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from app.errors import InvalidDomain
 from app.routing.address import normalize_domain
@@ -33,6 +34,9 @@ class BlockView:
     rule_id: int | None = None
 
 
+# Remembered, as parse_address is: every RCPT with a sender asks, and IDNA is most of
+# the cost. Pure, and bounded.
+@lru_cache(maxsize=8192)
 def normalize_sender(sender: str) -> str | None:
     """``sender`` as blocks are stored: local part lower-cased, domain in lower-case
     A-labels; None for the null sender or a domain that does not normalise."""
