@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from datetime import timedelta
 from functools import lru_cache
@@ -18,6 +19,7 @@ from pydantic import Field, FilePath, ValidationError, field_validator, model_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
+OCTET_DOT = re.compile(r"\.(?![^\[]*\])")  # a dot between octets, not in a [2..11]
 
 
 class Nameserver(tuple[str, int]):
@@ -51,6 +53,42 @@ class Nameserver(tuple[str, int]):
     @property
     def port(self) -> int:
         return self[1]
+
+
+class DnsblZone(tuple[str, tuple[frozenset[int], ...] | None]):
+    """A DNS blocklist, as Postfix's reject_rbl_client takes it: ``zone``, or
+    ``zone=FILTER`` where only replies that match FILTER list a client. Each octet of
+    FILTER is a number, a range ``[2..11]`` or a list ``[2;4;6]`` of either."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> DnsblZone:
+        zone, sep, pattern = (part.strip() for part in text.strip().partition("="))
+        zone = zone.rstrip(".").lower()
+        labels = zone.split(".")
+        if not zone or any(not label or not label.isascii() or " " in label for label in labels):
+            raise ValueError(f"{text.strip()!r} is not a DNS zone such as zen.spamhaus.org")
+        octets = tuple(_octet(part) for part in OCTET_DOT.split(pattern)) if sep else None
+        if octets is not None and (len(octets) != 4 or not all(octets)):
+            raise ValueError(
+                f"{text.strip()!r}: a reply filter is an IPv4 address such as 127.0.0.2 "
+                "or 127.0.0.[2..11]"
+            )
+        return cls((zone, octets))
+
+
+def _octet(text: str) -> frozenset[int]:
+    """The values one octet of a reply filter allows; empty when it does not parse."""
+    items = text[1:-1].split(";") if text.startswith("[") and text.endswith("]") else [text]
+    values: set[int] = set()
+    for item in items:
+        low, sep, high = item.partition("..")
+        bounds = (low, high if sep else low)
+        if not all(b.isascii() and b.isdigit() and int(b) < 256 for b in bounds):
+            return frozenset()
+        values.update(range(int(bounds[0]), int(bounds[1]) + 1))
+    return frozenset(values)
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -148,6 +186,8 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Largest API request body; past it 413, before the body is read.
     api_max_body_size: int = Field(default=MIB, ge=1024)
+    # DNS blocklists asked at connect (app.smtp.blocklists); empty: none.
+    dnsbl: Annotated[list[DnsblZone], NoDecode] = Field(default_factory=list)
 
     @field_validator("smarthost")
     @classmethod
@@ -193,6 +233,13 @@ class Settings(BaseSettings):
     def _split_nameservers(cls, value: object) -> object:
         if isinstance(value, str):
             return [Nameserver.parse(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("dnsbl", mode="before")
+    @classmethod
+    def _split_dnsbl(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [DnsblZone.parse(part) for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("trusted_proxies", mode="before")

@@ -88,6 +88,11 @@ class DnsResolver:
             return []
         return [b"".join(rr.strings).decode("utf-8", "replace") for rr in answer]
 
+    async def ipv4(self, name: str) -> list[str]:
+        """A records of ``name`` (a DNS blocklist's answer); [] when none."""
+        answer = await self._query(name, "A")
+        return [] if answer is None else [rr.address for rr in answer]
+
     async def addresses(self, name: str) -> list[str]:
         found: list[str] = []
         for rdtype in ("A", "AAAA"):

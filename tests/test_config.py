@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.api.server import api_rates
-from app.config import Nameserver, SettingsError, load_settings
+from app.config import DnsblZone, Nameserver, SettingsError, load_settings
 from app.ratelimit import Rate
 
 
@@ -180,3 +180,49 @@ def test_settings_trusted_proxies_refuse_what_is_not_an_address(
 def test_settings_api_max_body_size_refuses_tiny_values() -> None:
     with pytest.raises(SettingsError, match="MAILROUTE_API_MAX_BODY_SIZE"):
         load_settings(hostname="mx.example.org", api_max_body_size=10)
+
+
+def test_settings_dnsbl_default_to_none() -> None:
+    assert load_settings().dnsbl == []
+
+
+def test_settings_dnsbl_parse_zones_and_reply_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "MAILROUTE_DNSBL", "zen.spamhaus.org=127.0.0.[2..11], BL.Example.  ,b.test=127.0.0.2"
+    )
+    zen, plain, exact = load_settings().dnsbl
+    assert zen == (
+        "zen.spamhaus.org",
+        (frozenset({127}), frozenset({0}), frozenset({0}), frozenset(range(2, 12))),
+    )
+    assert plain == ("bl.example", None)
+    assert exact == ("b.test", (frozenset({127}), frozenset({0}), frozenset({0}), frozenset({2})))
+
+
+def test_dnsbl_zone_parse_lists_and_ranges() -> None:
+    assert DnsblZone.parse("b.test=127.0.0.[2;4..5]")[1] == (
+        frozenset({127}),
+        frozenset({0}),
+        frozenset({0}),
+        frozenset({2, 4, 5}),
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "=127.0.0.2",
+        "a..b",
+        "b.test=127.0.0",
+        "b.test=127.0.0.256",
+        "b.test=127..0.0.2",
+        "b.test=127.0.0.[11..2]",
+        "b.test=127.0.0.[2",
+        "b.test=127.0.0.[]",
+        "b.test=127.0.0.+2",
+        "b.test=",
+    ],
+)
+def test_settings_dnsbl_refuse_bad_values(text: str) -> None:
+    with pytest.raises(SettingsError, match="MAILROUTE_DNSBL"):
+        load_settings(dnsbl=text)

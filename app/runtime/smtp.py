@@ -16,6 +16,7 @@ from app import supervisor
 from app.config import Settings
 from app.runtime import Runtime, load_srs, together
 from app.runtime.worker import delivery_worker
+from app.smtp.blocklists import Blocklists
 from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.limits import Gate, MemoryBudget, PenaltyBox, SessionLimits
 from app.smtp.server import start_server, tls_context
@@ -53,6 +54,7 @@ async def listen(
         max_total=s.max_connections,
         messages_per_minute=s.max_messages_per_ip,
         penalty=penalty,
+        blocklists=Blocklists(s.dnsbl, rt.resolver) if s.dnsbl else None,
     )
     server = await _start(s, handler, gate)
     log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)

@@ -30,6 +30,7 @@ PRIVATE = {
     "_strip_command_keyword": "cuts FROM:/TO: off as MAIL and RCPT do, to check the path",
     "_set_post_data_state": "ends the transaction after our own DATA (a new envelope)",
     "_timeout_handle": "the session timer, stopped while the handler stores the message",
+    "_handle_client": "overridden: the session (greeting, then commands), refused at connect",
     "_handler_coroutine": "the session's command loop, cancelled when we hang up",
     "_original_transport": "under STARTTLS, the TCP transport: aborted if a client stops reading",
     "_reader": "the stream our DATA reads the message text from",
@@ -40,11 +41,18 @@ PRIVATE = {
 class SeamedSMTP(SMTP):
     """aiosmtpd's SMTP with its private members under names of our own (see PRIVATE).
 
-    The hooks aiosmtpd calls (_call_handler_hook, _getaddr, _timeout_cb) forward to
-    call_handler, parse_path and timed_out, which a subclass overrides and which, here,
-    do what aiosmtpd does."""
+    The hooks aiosmtpd calls (_handle_client, _call_handler_hook, _getaddr, _timeout_cb)
+    forward to handle_client, call_handler, parse_path and timed_out, which a subclass
+    overrides and which, here, do what aiosmtpd does."""
 
     # --- hooks aiosmtpd calls --------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        await self.handle_client()
+
+    async def handle_client(self) -> None:
+        """The session, from the greeting on: aiosmtpd's command loop."""
+        await super()._handle_client()
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         return await self.call_handler(command, *args)

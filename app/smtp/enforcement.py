@@ -18,6 +18,7 @@ from aiosmtpd.smtp import syntax
 
 from app.smtp import replies
 from app.smtp.aiosmtpd_seams import SeamedSMTP
+from app.smtp.blocklists import ConnectionRefusals
 from app.smtp.limits import DEFAULT_LIMITS, Gate, SessionLimits
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,44 @@ class LimitedSMTP(SeamedSMTP):
                 return
             self._counted_ip = ip
         super().connection_made(transport)
+
+    async def handle_client(self) -> None:
+        # Asked before the greeting, as Postfix's smtpd with smtpd_delay_reject=no.
+        blocklists = self._gate.blocklists if self._gate is not None else None
+        ip = self._counted_ip
+        if blocklists is None or ip is None:
+            await super().handle_client()
+            return
+        try:
+            zone = await blocklists.listing(ip)
+            if zone is not None:
+                await self._refused_session(replies.S554_BLOCKLISTED.format(ip=ip, zone=zone), ip)
+                return
+        except asyncio.CancelledError:
+            # aiosmtpd cancels the session at the client's EOF (or we hung up): as its own
+            # loop does then, close, lest a client gone during the look-up stay counted.
+            self.writer.close()
+            raise
+        await super().handle_client()
+
+    async def _refused_session(self, greeting: str, ip: str) -> None:
+        """RFC 5321 3.1: after a 554 greeting the server waits for QUIT and answers
+        other commands with 503 (Postfix's words), each an error against the budget."""
+        log.warning("%s: refused: %s", ip, greeting)
+        if isinstance(self.event_handler, ConnectionRefusals):
+            self.event_handler.connection_refused(ip, greeting)
+        await self.push(greeting)
+        while self.transport is not None and not self._closing:
+            try:
+                line = await self.reader.readuntil()
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                break  # gone, or a line past the stream's limit: no more to say
+            self.reset_timer()
+            if line.strip().partition(b" ")[0].upper() == b"QUIT":
+                await self.push(replies.S221_BYE)
+                break
+            await self.push(replies.S503_ACCESS_DENIED.format(ip=ip))
+        self.writer.close()
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._turned_away:

@@ -103,6 +103,9 @@ class InboundHandler:
         transactions = transactions or SessionTransactions(sessionmaker)
         self.commits = GroupCommit(transactions, self._store)
         self.refusals = RefusalWriter(transactions, per_minute=config.refusals_per_minute)
+        self.connection_refusals = RefusalWriter(
+            transactions, per_minute=config.refusals_per_minute, what="connections"
+        )
         # Shared with the Gate, which turns boxed addresses away (app.smtp.limits).
         self.penalty = penalty
         self.srs = srs
@@ -258,6 +261,15 @@ class InboundHandler:
     async def drain(self) -> None:
         """Wait until the refusals logged so far are written (the server is stopping)."""
         await self.refusals.drain()
+        await self.connection_refusals.drain()
+
+    def connection_refused(self, ip: str, reply: str) -> None:
+        """Log a client refused at connect (a DNS blocklist lists it)."""
+        self.connection_refusals.refused(
+            activity.row(
+                activity.Envelope(ip, None), status=activity.REJECTED, address=None, reply=reply
+            )
+        )
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would otherwise answer "500 Error: (ExceptionName) text": a 5xx that

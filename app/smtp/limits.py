@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from app.ratelimit import Clock, Rate, RateLimiter
+from app.smtp.blocklists import Blocklists
 from app.smtp.replies import (
     S421_PENALTY,
     S421_SHUTTING_DOWN,
@@ -108,7 +109,8 @@ class Gate:
     once from one address, ``max_total`` in all (421); no more than
     ``messages_per_minute`` MAIL commands from one address (0: no limit), as a token
     bucket that holds a minute's worth. Sessions already open finish
-    what they are doing."""
+    what they are doing. An admitted client that ``blocklists`` list hears 554 5.7.1
+    instead of the greeting (app.smtp.enforcement)."""
 
     def __init__(
         self,
@@ -117,10 +119,12 @@ class Gate:
         max_total: int | None = None,
         messages_per_minute: int = 0,
         penalty: PenaltyBox | None = None,
+        blocklists: Blocklists | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.draining = False
         self.penalty = penalty
+        self.blocklists = blocklists
         self.max_per_ip = max_per_ip
         self.max_total = max_total
         self.active = 0

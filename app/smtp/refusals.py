@@ -42,8 +42,10 @@ class RefusalLog:
         per_minute: int = 10,
         window: float = WINDOW,
         clock: Clock = time.monotonic,
+        what: str = "recipients",
     ) -> None:
         self._write = write
+        self._what = what  # what is refused, in the summary row's words
         self._window = window
         self._budget = RateLimiter(Rate(per_minute, burst=per_minute), clock=clock)
         self._suppressed: dict[str, tuple[int, str | None]] = {}  # ip -> (count, last sender)
@@ -72,13 +74,13 @@ class RefusalLog:
         count, sender = self._suppressed.pop(ip, (0, None))
         if not count:
             return
-        log.info("%d more refused recipients from %s not logged one by one", count, ip)
+        log.info("%d more refused %s from %s not logged one by one", count, self._what, ip)
         self._write(
             activity.row(
                 activity.Envelope(None if ip == "unknown" else ip, sender),
                 status=activity.REJECTED,
                 address=None,
-                reply=f"{count} more recipients refused from this client within a minute "
+                reply=f"{count} more {self._what} refused from this client within a minute "
                 "(not logged one by one)",
             )
         )
@@ -87,13 +89,15 @@ class RefusalLog:
 class RefusalWriter:
     """Writes what a RefusalLog hands it in the background, in group commits of their own."""
 
-    def __init__(self, transactions: Transactions, *, per_minute: int) -> None:
+    def __init__(
+        self, transactions: Transactions, *, per_minute: int, what: str = "recipients"
+    ) -> None:
         self._commits = GroupCommit(transactions, _write_rows)
         self._writing: set[asyncio.Future[None]] = set()
-        self._log = RefusalLog(self._write, per_minute=per_minute)
+        self._log = RefusalLog(self._write, per_minute=per_minute, what=what)
 
     def refused(self, row: dict[str, Any]) -> None:
-        """One refused recipient, as an activity row (activity.row)."""
+        """One refusal (a recipient, a connection), as an activity row (activity.row)."""
         self._log.refused(row)
 
     async def drain(self) -> None:
@@ -110,7 +114,7 @@ class RefusalWriter:
     def _written(self, task: asyncio.Future[None]) -> None:
         self._writing.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.warning("refused recipient not logged: %r", task.exception())
+            log.warning("refusal not logged: %r", task.exception())
 
 
 def _write_rows(session: Session, rows: list[dict[str, Any]]) -> list[None]:

@@ -80,6 +80,12 @@ S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 # Connection limits (RFC 5321 3.8, as Postfix's anvil): the client should come back later.
 S421_TOO_MANY_FROM_YOU = "421 4.7.0 Too many connections from your address, try again later"
 S421_TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
+# A DNS blocklist lists the client (app.smtp.blocklists): Postfix's reject_rbl_client
+# words, said instead of the greeting (RFC 5321 3.1, 4.2.5: 554 at connect; RFC 3463
+# X.7.1, not authorized). Then every command but QUIT hears Postfix's 503 5.7.0.
+S554_BLOCKLISTED = "554 5.7.1 Service unavailable; Client host [{ip}] blocked using {zone}"
+S503_ACCESS_DENIED = "503 5.7.0 Error: access denied for unknown[{ip}]"
+S221_BYE = "221 2.0.0 Bye"
 # The penalty box (app.smtp.limits.PenaltyBox): too many forged bounce addresses.
 S421_PENALTY = "421 4.7.0 Too many invalid bounce addresses from your address, try again later"
 # Session limits (app.smtp.limits), worded as Postfix's smtpd. RFC 5321 3.8: a 421 names

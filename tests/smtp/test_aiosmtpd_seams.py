@@ -19,6 +19,7 @@ from app.smtp.aiosmtpd_seams import PRIVATE, SeamedSMTP
 
 # name: (a coroutine function?, parameters after self, methods of SMTP that call it)
 METHODS = {
+    "_handle_client": (True, (), ("connection_made",)),
     "_call_handler_hook": (True, ("command", "args"), ("smtp_HELO", "smtp_MAIL", "smtp_RCPT")),
     "_getaddr": (False, ("arg",), ("smtp_MAIL", "smtp_RCPT")),
     "_timeout_cb": (False, (), ("_reset_timeout",)),
