@@ -2,6 +2,9 @@
 
 Only entry points (the CLI) call :func:`get_settings`; everything below them takes explicit
 arguments, so tests build what they need without touching the environment.
+
+Longer than our other modules on purpose: every setting lives here with its parsing and
+its checks, so an operator's question "what does MAILROUTE_X accept?" has one answer.
 """
 
 from __future__ import annotations
