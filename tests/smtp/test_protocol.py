@@ -478,7 +478,8 @@ async def test_rcpt_exception_is_temporary(broken_engine: Sessionmaker, srs: Srs
 async def test_data_exception_is_temporary(
     sessionmaker: Sessionmaker, srs: Srs, routed: None
 ) -> None:
-    async with serving(handler_on(FailingAfter(sessionmaker, calls=1), srs)) as live:
+    # RCPT reads twice (the rules, then the sender's blocks); DATA's store is the third.
+    async with serving(handler_on(FailingAfter(sessionmaker, calls=2), srs)) as live:
         answers = await in_thread(send, live, ["shop@example.org"])
     assert answers == [
         reply(replies.S250_SENDER_OK),
