@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import email.utils
 import re
 from datetime import datetime
 from email.utils import format_datetime
@@ -120,3 +123,17 @@ def received_header(
 
 _UNSAFE_RECIPIENT = re.compile(r"[\x00-\x20<>\x7f]")
 MAX_RECIPIENT_IN_TRACE = 320  # 64 + @ + 255 (RFC 5321 4.5.3.1): the line stays short
+
+
+def author_domains(content: Octets) -> list[str]:
+    """The domains of the From: field's addresses (RFC 5322 3.6.2), lower case, one per
+    address of every From: field: DMARC (RFC 7489 6.6.1) needs exactly one."""
+    fields = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+        header_section(content)
+    )
+    values = [str(value) for value in fields.get_all("From", [])]
+    return [
+        address.rpartition("@")[2].strip().rstrip(".").lower()
+        for _name, address in email.utils.getaddresses(values)
+        if address
+    ]
