@@ -191,6 +191,17 @@ class Settings(BaseSettings):
     api_max_body_size: int = Field(default=MIB, ge=1024)
     # DNS blocklists asked at connect (app.smtp.blocklists); empty: none.
     dnsbl: Annotated[list[DnsblZone], NoDecode] = Field(default_factory=list)
+    # SPF, DKIM, DMARC and ARC on the way in (app.inbound_auth): enforce refuses what fails
+    # (app.inbound_auth.policy), record only writes the verdicts, off checks nothing.
+    inbound_auth: Literal["enforce", "record", "off"] = "enforce"
+    # Seconds one DNS query of these checks may take; past it the check is a temperror.
+    inbound_auth_dns_timeout: float = Field(default=5.0, gt=0, le=60)
+    # rspamd's normal worker (its /checkv2 protocol), e.g. http://127.0.0.1:11333; unset:
+    # no content filter. When it cannot be asked: accept (logged) or tempfail (451).
+    rspamd_url: str | None = None
+    rspamd_password: str | None = None
+    rspamd_failure: Literal["accept", "tempfail"] = "accept"
+    rspamd_timeout: float = Field(default=15.0, gt=0, le=300)
 
     @field_validator("smarthost")
     @classmethod
@@ -230,6 +241,16 @@ class Settings(BaseSettings):
         if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @field_validator("rspamd_url")
+    @classmethod
+    def _rspamd_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// URL such as http://127.0.0.1:11333")
+        return value.rstrip("/")
 
     @field_validator("dns_nameservers", mode="before")
     @classmethod

@@ -33,6 +33,11 @@ from tests.peers.tools import IN_CI
 # Registered once as a plugin: its session-scoped Postfix owns 127.0.0.2:25.
 pytest_plugins = ["tests.peers.postfix"]
 
+# The tests' senders (example.com and the like) publish no SPF or DKIM, and most tests
+# are not about the inbound checks: off unless a test (tests/inbound_auth) turns them on.
+# In the environment, so that the services the tests start as processes inherit it.
+os.environ.setdefault("MAILROUTE_INBOUND_AUTH", "off")
+
 POSTGRES_URL_VARIABLE = "MAILROUTE_TEST_DATABASE_URL"
 HOSTNAME = "mx.mailroute.example"
 PUBLIC_URL = "https://mailroute.example"

@@ -226,3 +226,19 @@ def test_dnsbl_zone_parse_lists_and_ranges() -> None:
 def test_settings_dnsbl_refuse_bad_values(text: str) -> None:
     with pytest.raises(SettingsError, match="MAILROUTE_DNSBL"):
         load_settings(dnsbl=text)
+
+
+def test_settings_inbound_auth_enforced_by_default() -> None:
+    settings = load_settings(hostname="mx.example.org")
+    assert settings.inbound_auth == "enforce"
+    assert settings.rspamd_url is None and settings.rspamd_failure == "accept"
+
+
+def test_settings_rspamd_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILROUTE_RSPAMD_URL", "127.0.0.1:11333")
+    with pytest.raises(SettingsError, match="http://"):
+        load_settings(hostname="mx.example.org")
+    monkeypatch.setenv("MAILROUTE_RSPAMD_URL", "http://127.0.0.1:11333/")
+    assert load_settings(hostname="mx.example.org").rspamd_url == "http://127.0.0.1:11333"
+    monkeypatch.setenv("MAILROUTE_RSPAMD_URL", "")
+    assert load_settings(hostname="mx.example.org").rspamd_url is None

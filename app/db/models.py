@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -183,6 +184,16 @@ class Message(Base):
     mail_from: Mapped[str] = mapped_column(String(320))  # '' is the null sender <>
     message_id: Mapped[str | None] = mapped_column(String(998))
     size: Mapped[int] = mapped_column(BigInteger)
+    # The inbound checks' verdicts (app.inbound_auth); NULL when not checked.
+    spf: Mapped[str | None] = mapped_column(String(16))
+    dkim: Mapped[str | None] = mapped_column(String(16))
+    dmarc: Mapped[str | None] = mapped_column(String(16))
+    arc: Mapped[str | None] = mapped_column(String(16))
+    spam_score: Mapped[float | None] = mapped_column(Float)
+    spam_action: Mapped[str | None] = mapped_column(String(16))
+    # Whether the sender is proven (SPF or aligned DKIM): only then does a failure bounce
+    # to it (no backscatter); NULL: not checked, as before the checks existed.
+    sender_authenticated: Mapped[bool | None] = mapped_column(Boolean)
     content: Mapped[bytes] = mapped_column(LargeBinary)  # the last column: see app.db.blobs
 
 
@@ -249,6 +260,12 @@ class Activity(Base):
     reply: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(998))
     size: Mapped[int | None] = mapped_column(BigInteger)
+    spf: Mapped[str | None] = mapped_column(String(16))
+    dkim: Mapped[str | None] = mapped_column(String(16))
+    dmarc: Mapped[str | None] = mapped_column(String(16))
+    arc: Mapped[str | None] = mapped_column(String(16))
+    spam_score: Mapped[float | None] = mapped_column(Float)
+    spam_action: Mapped[str | None] = mapped_column(String(16))
 
 
 class KeyValue(Base):

@@ -7,6 +7,7 @@ original sender told with a DSN, unless the sender was refused in session instea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from app.db.transactions import SessionTransactions, Transactions
 from app.delivery import dsn
 from app.delivery.outcome import Outcome
 from app.services import activity, outbox, queue
+
+log = logging.getLogger(__name__)
 
 FIRST_RETRY = 60.0  # seconds; doubles each attempt
 MAX_RETRY = 3600.0
@@ -132,7 +135,12 @@ class Ledger:
         message = delivery.message
         return activity.row(
             activity.Envelope(
-                message.client_ip, message.mail_from, message.message_id, message.size, message.id
+                message.client_ip,
+                message.mail_from,
+                message.message_id,
+                message.size,
+                message.id,
+                {name: getattr(message, name) for name in activity.VERDICT_COLUMNS},
             ),
             status=status,
             address=delivery.original_rcpt,
@@ -150,6 +158,11 @@ class Ledger:
         """A DSN to the original sender; never one about a DSN or a bounce (RFC 3464 2)."""
         message = delivery.message
         if message.kind != "inbound" or not message.mail_from or not delivery.mail_from:
+            return
+        if message.sender_authenticated is False:
+            # Neither SPF nor DKIM proved the sender: it is likely forged, and a DSN would
+            # land on an innocent third party (backscatter). The failure is in the log.
+            log.info("message %s: no DSN to an unauthenticated sender", message.queue_id)
             return
         # A temporary failure only bounces when the queue lifetime ran out (RFC 3463 4.4.7).
         status = (outcome.status or "5.0.0") if outcome.permanent else "4.4.7"

@@ -14,6 +14,11 @@ from collections.abc import Callable
 
 from app import supervisor
 from app.config import Settings
+from app.inbound_auth.checker import InboundChecks
+from app.inbound_auth.lookups import Lookups
+from app.inbound_auth.policy import Mode
+from app.inbound_auth.rspamd import Rspamd
+from app.resolver import DnsResolver
 from app.runtime import Runtime, load_srs, together
 from app.runtime.worker import delivery_worker
 from app.smtp.blocklists import Blocklists
@@ -48,7 +53,8 @@ async def listen(
             "though RFC 5321 4.5.1 requires a server to take it"
         )
     penalty = PenaltyBox()
-    handler = await _handler(rt, penalty, on_queued)
+    checks = inbound_checks(rt)
+    handler = await _handler(rt, penalty, on_queued, checks)
     gate = Gate(
         max_per_ip=s.max_connections_per_ip,
         max_total=s.max_connections,
@@ -56,14 +62,39 @@ async def listen(
         penalty=penalty,
         blocklists=Blocklists(s.dnsbl, rt.resolver) if s.dnsbl else None,
     )
-    server = await _start(s, handler, gate)
-    log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)
-    await stop.wait()
-    await _drain(s, server, gate, handler)
+    try:
+        server = await _start(s, handler, gate)
+        log.info("SMTP server listening on %s:%d", s.smtp_host, s.smtp_port)
+        await stop.wait()
+        await _drain(s, server, gate, handler)
+    finally:
+        await checks.aclose()
+
+
+def inbound_checks(rt: Runtime) -> InboundChecks:
+    """SPF, DKIM, DMARC and ARC as MAILROUTE_INBOUND_AUTH says, through the configured DNS
+    servers; rspamd when MAILROUTE_RSPAMD_URL names one."""
+    s = rt.settings
+    spam_filter = None
+    if s.rspamd_url:
+        spam_filter = Rspamd(s.rspamd_url, timeout=s.rspamd_timeout, password=s.rspamd_password or None)
+    return InboundChecks(
+        mode=Mode(s.inbound_auth),
+        authserv_id=s.hostname,
+        resolver=DnsResolver(s.dns_nameservers, lifetime=s.inbound_auth_dns_timeout),
+        lookups=Lookups(s.dns_nameservers, s.inbound_auth_dns_timeout),
+        spam_filter=spam_filter,
+        tempfail_spam=s.rspamd_failure == "tempfail",
+        # SPF may take ten look-ups (RFC 7208 4.6.4) one after the other.
+        time_limit=4 * s.inbound_auth_dns_timeout,
+    )
 
 
 async def _handler(
-    rt: Runtime, penalty: PenaltyBox, on_queued: Callable[[], None] | None
+    rt: Runtime,
+    penalty: PenaltyBox,
+    on_queued: Callable[[], None] | None,
+    checks: InboundChecks,
 ) -> InboundHandler:
     s = rt.settings
     return InboundHandler(
@@ -80,6 +111,7 @@ async def _handler(
         reader=rt.reader,
         transactions=rt.transactions,
         penalty=penalty,
+        checks=checks,
     )
 
 

@@ -3,7 +3,7 @@ attempt."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -33,6 +33,13 @@ class Envelope:
     message_id: str | None = None
     size: int | None = None
     message_ref: int | None = None
+    # The inbound checks' verdicts (VERDICT_COLUMNS), as app.inbound_auth.checker gives
+    # them; empty when the message was not checked.
+    verdicts: dict[str, Any] = field(default_factory=dict)
+
+
+# What the activity log (and each message) keeps of the inbound checks.
+VERDICT_COLUMNS = ("spf", "dkim", "dmarc", "arc", "spam_score", "spam_action")
 
 
 def record(session: AsyncSession | Session, columns: dict[str, Any]) -> None:
@@ -74,6 +81,7 @@ def row(
         "reply": reply,
         "message_id": envelope.message_id,
         "size": envelope.size,
+        **{name: envelope.verdicts.get(name) for name in VERDICT_COLUMNS},
     }
 
 
@@ -102,6 +110,11 @@ class Filter:
     address: str | None = None
     status: str | None = None
     since: datetime | None = None
+    spf: str | None = None
+    dkim: str | None = None
+    dmarc: str | None = None
+    arc: str | None = None
+    spam_action: str | None = None
 
 
 async def page(
@@ -117,6 +130,10 @@ async def page(
         query = query.where(Activity.status == where.status)
     if where.since:
         query = query.where(Activity.at >= where.since)
+    for name in ("spf", "dkim", "dmarc", "arc", "spam_action"):
+        wanted = getattr(where, name)
+        if wanted:
+            query = query.where(getattr(Activity, name) == wanted)
     if before is not None:
         query = query.where(Activity.id < before)
     return list(await session.scalars(query))

@@ -40,8 +40,11 @@ class Arrival:
     client_ip: str | None
     helo: str | None
     mail_from: str  # "" is the null sender
-    content: bytes | bytearray  # our Received: line, then exactly what the client sent
+    # Our Received: line (and the inbound checks' fields), then exactly what the client sent.
+    content: bytes | bytearray
     message_id: str | None
+    verdicts: dict[str, Any] = field(default_factory=dict)  # activity.VERDICT_COLUMNS
+    authenticated: bool | None = None  # the sender proven (app.inbound_auth.policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,8 @@ def _message_row(arrival: Arrival, now: datetime) -> dict[str, Any]:
         "mail_from": arrival.mail_from,
         "message_id": arrival.message_id,
         "size": len(arrival.content),
+        **{name: arrival.verdicts.get(name) for name in activity.VERDICT_COLUMNS},
+        "sender_authenticated": arrival.authenticated,
     }
 
 
@@ -182,9 +187,7 @@ def _still_receiving(
             kept.append(accepted)
             continue
         stored.refused += 1
-        envelope = activity.Envelope(
-            arrival.client_ip, arrival.mail_from, arrival.message_id, len(arrival.content)
-        )
+        envelope = _envelope(arrival)
         activity.record(
             session,
             activity.row(
@@ -204,9 +207,7 @@ def _targets(session: Session, item: Incoming, stored: Stored, srs: Srs, now: da
     there (as Postfix removes duplicates after alias expansion), keyed by the destination
     folded: (recipient, destination, sender). Drops are logged and counted in ``stored``."""
     arrival = item.arrival
-    envelope = activity.Envelope(
-        arrival.client_ip, arrival.mail_from, arrival.message_id, len(arrival.content)
-    )
+    envelope = _envelope(arrival)
     targets: Targets = {}
     for accepted in item.recipients:
         decision = accepted.decision
@@ -234,3 +235,13 @@ def _targets(session: Session, item: Incoming, stored: Stored, srs: Srs, now: da
         for destination in decision.destinations:
             targets.setdefault(destination.lower(), (accepted, destination, sender))
     return targets
+
+
+def _envelope(arrival: Arrival) -> activity.Envelope:
+    return activity.Envelope(
+        arrival.client_ip,
+        arrival.mail_from,
+        arrival.message_id,
+        len(arrival.content),
+        verdicts=arrival.verdicts,
+    )

@@ -6,6 +6,7 @@ Mailman's rule applies: the unit of work is committed at the edge. handle_DATA c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -23,12 +24,16 @@ from app.db.reader import Reader, SessionReader
 from app.db.transactions import SessionTransactions, Transactions
 from app.db.types import utcnow
 from app.errors import InvalidAddress
-from app.routing import Decision, Refusal
+from app.inbound_auth.checker import Checked, InboundChecks
+from app.inbound_auth.checker import Envelope as CheckedEnvelope
+from app.inbound_auth.verdicts import Spf
+from app.routing import Decision, MatchKind, Refusal
 from app.routing.address import forwardable_sender
 from app.routing.srs import Srs
 from app.services import activity, inbound, routes
 from app.smtp import replies
 from app.smtp.inline import InlineDelivery, deliver_in_session
+from app.smtp.judgements import judgement_reply
 from app.smtp.limits import PenaltyBox
 from app.smtp.refusals import RefusalWriter
 
@@ -58,6 +63,8 @@ class Transaction:
     accepted: list[inbound.Accepted] = field(default_factory=list)
     queue_id: str = ""
     trace: bytes = b""  # our Received: field, once DATA began
+    # The SPF check, begun with the first recipient accepted (app.inbound_auth.checker).
+    spf: asyncio.Task[Spf] | None = None
 
 
 def refusal_reply(address: str, decision: Decision) -> str:
@@ -96,6 +103,7 @@ class InboundHandler:
         reader: Reader | None = None,
         transactions: Transactions | None = None,
         penalty: PenaltyBox | None = None,
+        checks: InboundChecks | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         # RCPT only reads: through a reader, it need not queue behind the writer.
@@ -112,6 +120,7 @@ class InboundHandler:
         self.config = config
         self.on_queued = on_queued
         self.inline = inline
+        self.checks = checks if checks is not None and checks.active else None
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -163,6 +172,9 @@ class InboundHandler:
         if not decision.accepted:
             return self._refuse(address, decision, peer, transaction.mail_from)
         transaction.accepted.append(inbound.Accepted(address, decision))
+        if self.checks is not None and transaction.spf is None:
+            # Only now: a session whose every recipient is refused costs no DNS query.
+            transaction.spf = self.checks.start_spf(peer, session.host_name, transaction.mail_from)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.S250_RECIPIENT_OK
@@ -217,7 +229,15 @@ class InboundHandler:
             log.info("message from %s refused: a loop", _peer_ip(session))
             return replies.S554_LOOP
         queue_id = transaction.queue_id
-        arrival = _arrival(session, transaction, content)
+        checked = None
+        if self.checks is not None:
+            checked = await self._check(session, transaction, content)
+            if not checked.judgement.accepted:
+                return self._refuse_message(session, transaction, content, checked)
+            content = bytearray(content) if isinstance(content, bytes) else content
+            # Below our Received: field, above the sender's first byte (RFC 8601 5).
+            content[len(transaction.trace) : len(transaction.trace)] = checked.fields
+        arrival = _arrival(session, transaction, content, checked)
         try:
             stored = await self.commits.run(inbound.Incoming(arrival, transaction.accepted))
         except STORAGE_ERRORS as exc:
@@ -232,6 +252,48 @@ class InboundHandler:
             stored.refused,
         )
         return await self._stored_reply(queue_id, stored)
+
+    async def _check(
+        self, session: Any, transaction: Transaction, content: bytes | bytearray
+    ) -> Checked:
+        assert self.checks is not None
+        envelope = CheckedEnvelope(
+            _peer_ip(session),
+            session.host_name,
+            transaction.mail_from,
+            [a.address for a in transaction.accepted],
+            transaction.queue_id,
+        )
+        # A bounce to our own SRS address is vouched for by its hash (app.routing.srs).
+        vouched = all(a.decision.matched_by is MatchKind.SRS for a in transaction.accepted)
+        return await self.checks.check(content, envelope, transaction.spf, vouched=vouched)
+
+    def _refuse_message(
+        self, session: Any, transaction: Transaction, content: bytes | bytearray, checked: Checked
+    ) -> str:
+        """Refuse (or defer) the message at the end of DATA: the client keeps it and tells
+        its sender; we send no bounce, ever (no backscatter)."""
+        reply = judgement_reply(checked)
+        peer = _peer_ip(session)
+        log.info(
+            "message %s from %s refused: %s",
+            transaction.queue_id,
+            peer,
+            checked.judgement.reason.value if checked.judgement.reason else "",
+        )
+        envelope = activity.Envelope(
+            peer,
+            transaction.mail_from,
+            message.message_id(content),
+            len(content),
+            verdicts=checked.columns(),
+        )
+        status = activity.REJECTED if checked.judgement.permanent else activity.DEFERRED
+        for accepted in transaction.accepted:
+            self.refusals.refused(
+                activity.row(envelope, status=status, address=accepted.address, reply=reply)
+            )
+        return reply
 
     async def _stored_reply(self, queue_id: str, stored: inbound.Stored) -> str:
         """The reply to a message once stored (committed): refused, dropped, delivered in
@@ -283,7 +345,9 @@ def _peer_ip(session: Any) -> str | None:
     return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
-def _arrival(session: Any, transaction: Transaction, content: bytes | bytearray) -> inbound.Arrival:
+def _arrival(
+    session: Any, transaction: Transaction, content: bytes | bytearray, checked: Checked | None
+) -> inbound.Arrival:
     return inbound.Arrival(
         queue_id=transaction.queue_id,
         client_ip=_peer_ip(session),
@@ -291,6 +355,8 @@ def _arrival(session: Any, transaction: Transaction, content: bytes | bytearray)
         mail_from=transaction.mail_from,
         content=content,
         message_id=message.message_id(content),
+        verdicts=checked.columns() if checked is not None else {},
+        authenticated=checked.authenticated if checked is not None else None,
     )
 
 

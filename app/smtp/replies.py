@@ -104,3 +104,25 @@ S501_SYNTAX_DATA = "501 Syntax: DATA"
 S250_OK = "250 OK"  # a handler that has no handle_DATA
 # This is an MX, not a submission server (RFC 6409): there is nothing to log in to.
 S503_NO_AUTH = "503 5.5.1 Error: authentication not enabled"
+
+# Refusals at the end of DATA by the inbound checks (app.inbound_auth.policy); never a
+# bounce, the client tells its sender. RFC 7372 X.7.26: authentication checks failed
+# (Gmail's wording for DMARC), X.7.24: SPF could not be evaluated.
+S550_DMARC_REJECT = (
+    "550 5.7.26 Unauthenticated email from {domain} is not accepted due to the domain's "
+    "DMARC policy (p=reject)"
+)
+S550_UNAUTHENTICATED = (
+    "550 5.7.26 Unauthenticated email is not accepted: neither SPF nor a DKIM signature "
+    "passes (spf={spf}, dkim={dkim})"
+)
+S451_SPF_TEMPERROR = (
+    "451 4.7.24 SPF of {domain} could not be checked (temporary DNS error); try again later"
+)
+S451_AUTH_TEMPERROR = (
+    "451 4.7.26 The message could not be authenticated (temporary DNS error); try again later"
+)
+# RFC 3463 X.7.1: the content filter (rspamd) refused the message.
+S550_SPAM = "550 5.7.1 Message refused as spam"
+S451_SPAM_DEFERRED = "451 4.7.1 Message deferred by the spam filter; try again later"
+S451_SPAM_FILTER_UNAVAILABLE = "451 4.7.1 The spam filter is unavailable; try again later"

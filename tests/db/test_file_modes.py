@@ -33,6 +33,7 @@ def environment(database: Path, **extra: str) -> dict[str, str]:
     return env | {
         "MAILROUTE_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
         "MAILROUTE_HOSTNAME": HOSTNAME,
+        "MAILROUTE_INBOUND_AUTH": "off",
         **extra,
     }
 

@@ -39,8 +39,10 @@ async def queue_inbound(
     alias: str = ALIAS,
     destinations: tuple[str, ...] = (DESTINATION,),
     lifetime: timedelta = timedelta(days=5),
+    authenticated: bool | None = None,
 ) -> list[int]:
-    """Store CONTENT as the SMTP server does for a forwarding alias; the delivery ids."""
+    """Store CONTENT as the SMTP server does for a forwarding alias; the delivery ids.
+    ``authenticated``: what the inbound checks proved of the sender (None: not checked)."""
     decision = Decision(
         Outcome.FORWARD, "forwarded by test", matched_by=MatchKind.EXACT, destinations=destinations
     )
@@ -51,6 +53,7 @@ async def queue_inbound(
         mail_from=sender,
         content=CONTENT,
         message_id="<1@sender.example>",
+        authenticated=authenticated,
     )
     async with session_scope(sessionmaker) as session:
         incoming = [inbound.Incoming(arrival, [inbound.Accepted(alias, decision)])]

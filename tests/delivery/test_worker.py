@@ -25,7 +25,7 @@ from app.delivery.mx import Target
 from app.delivery.worker import DeliveryWorker, WorkerConfig, retry_delay
 from app.resolver import MxRecord
 from app.routing.networks import DeliveryNetworks
-from app.services import outbox, queue
+from app.services import activity, outbox, queue
 from tests.conftest import HOSTNAME
 from tests.delivery.arrivals import ALIAS, CONTENT, DESTINATION, SENDER, queue_inbound
 from tests.delivery.conftest import Clock
@@ -324,6 +324,35 @@ async def test_worker_permanent_failure_queues_a_dsn_to_the_sender(
     assert bounce.mail_from == ""
     [delivery] = await waiting(sessionmaker)
     assert (delivery.message_id, delivery.mail_from, delivery.recipient) == (bounce.id, "", SENDER)
+
+
+@pytest.mark.parametrize("authenticated", [True, None], ids=["proven", "unchecked"])
+async def test_worker_dsn_goes_to_a_proven_or_unchecked_sender(
+    worker: DeliveryWorker,
+    sessionmaker: Sessionmaker,
+    sink: Sink,
+    clock: Clock,
+    authenticated: bool | None,
+) -> None:
+    await queue_inbound(sessionmaker, clock, authenticated=authenticated)
+    sink.refuse_rcpt("550 5.1.1 no such user")
+    await worker.run_once()
+    assert len(await dsn_messages(sessionmaker)) == 1
+
+
+async def test_worker_no_dsn_to_an_unauthenticated_sender(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    # Neither SPF nor DKIM proved the sender: a DSN would be backscatter to whoever the
+    # forger named. The failure is still in the activity log.
+    await queue_inbound(sessionmaker, clock, authenticated=False)
+    sink.refuse_rcpt("550 5.1.1 no such user")
+    await worker.run_once()
+    assert await dsn_messages(sessionmaker) == []
+    assert await waiting(sessionmaker) == []
+    async with sessionmaker() as session:
+        statuses = list(await session.scalars(select(Activity.status)))
+    assert statuses == [activity.BOUNCED]
 
 
 async def test_worker_dsn_names_the_alias_and_hides_the_destination(

@@ -5,7 +5,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep
-from app.api.schemas.activity import ActivityPage, ActivityPublic, StatusName
+from app.api.schemas.activity import (
+    ActivityPage,
+    ActivityPublic,
+    ArcResult,
+    DkimResult,
+    DmarcResult,
+    SpamAction,
+    SpfResult,
+    StatusName,
+)
 from app.api.schemas.base import IsoDatetime, Line
 from app.routing import normalize_domain
 from app.services import activity
@@ -20,15 +29,26 @@ async def list_activity(
     address: Annotated[Line | None, Query(max_length=320)] = None,
     status: StatusName | None = None,
     since: IsoDatetime | None = None,
+    spf: SpfResult | None = None,
+    dkim: DkimResult | None = None,
+    dmarc: DmarcResult | None = None,
+    arc: ArcResult | None = None,
+    spam_action: SpamAction | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before: Annotated[int | None, Query(ge=1, description="next_before of the last page")] = None,
 ) -> ActivityPage:
-    """Messages received, refused or dropped, and every delivery attempt, newest first."""
+    """Messages received, refused or dropped, and every delivery attempt, newest first;
+    filterable by the inbound checks' verdicts, e.g. ``?dmarc=fail``."""
     where = activity.Filter(
         domain=normalize_domain(domain) if domain else None,
         address=address,
         status=status,
         since=since,
+        spf=spf,
+        dkim=dkim,
+        dmarc=dmarc,
+        arc=arc,
+        spam_action=spam_action,
     )
     rows = await activity.page(session, where, limit=limit, before=before)
     return ActivityPage(

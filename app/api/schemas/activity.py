@@ -6,6 +6,14 @@ from typing import Literal
 from pydantic import AliasPath, BaseModel, ConfigDict, Field
 
 StatusName = Literal["forwarded", "dropped", "rejected", "blocked", "deferred", "bounced"]
+# RFC 8601's result words, as the inbound checks record them (app.inbound_auth.verdicts).
+SpfResult = Literal["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"]
+DkimResult = Literal["pass", "fail", "neutral", "policy", "none", "temperror", "permerror"]
+DmarcResult = Literal["pass", "fail", "none", "temperror", "permerror"]
+ArcResult = Literal["pass", "fail", "none", "temperror"]
+SpamAction = Literal[
+    "no action", "greylist", "add header", "rewrite subject", "soft reject", "reject"
+]
 
 
 class ActivityPublic(BaseModel):
@@ -22,6 +30,13 @@ class ActivityPublic(BaseModel):
     reply: str | None
     message_id: str | None
     size: int | None
+    # The inbound checks' verdicts; null when the message was not checked.
+    spf: str | None = None
+    dkim: str | None = None
+    dmarc: str | None = None
+    arc: str | None = None
+    spam_score: float | None = None
+    spam_action: str | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -40,6 +55,12 @@ class ActivityPublic(BaseModel):
                     "reply": "250 2.0.0 Ok: queued as 4Bc1",
                     "message_id": "<1@sender.example>",
                     "size": 4096,
+                    "spf": "pass",
+                    "dkim": "pass",
+                    "dmarc": "pass",
+                    "arc": "none",
+                    "spam_score": 1.2,
+                    "spam_action": "no action",
                 }
             ]
         },
