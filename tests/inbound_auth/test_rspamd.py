@@ -191,6 +191,26 @@ async def test_rspamd_null_sender_is_sent_as_angle_brackets_and_unknowns_are_lef
     ]
 
 
+async def test_rspamd_control_characters_cannot_add_a_header() -> None:
+    seen: list[tuple[list[tuple[str, str]], bytes]] = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(reply(VERDICT))
+        await writer.drain()
+
+    envelope = {**ENVELOPE, "helo": "evil\r\nSettings: {actions {reject = null;}}"}
+    async with peer(session) as url:
+        client = Rspamd(url)
+        try:
+            await client.check(b"x", **envelope)  # type: ignore[arg-type]
+        finally:
+            await client.aclose()
+    [(headers, _)] = seen
+    assert ("helo", "evilSettings: {actions {reject = null;}}") in headers
+    assert "settings" not in {name for name, _ in headers}
+
+
 # Peers that do not answer as rspamd does.
 
 
