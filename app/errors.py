@@ -31,9 +31,11 @@ Every class has a ``code``: the stable, machine-readable name the API puts in
     │                               ago, or 10 in the last day, to that destination
     ├── VerificationFailed        a verification link never issued, used or expired (404):
     │                               one answer for all three, so a guess learns nothing
-    └── DnsError                  raised by app.resolver, translated from dnspython
-        ├── DnsNoSuchDomain        NXDOMAIN: an authoritative "does not exist"
-        └── DnsTemporaryFailure    timeout, SERVFAIL, no nameserver reachable
+    ├── DnsError                  raised by app.resolver, translated from dnspython
+    │   ├── DnsNoSuchDomain        NXDOMAIN: an authoritative "does not exist"
+    │   └── DnsTemporaryFailure    timeout, SERVFAIL, no nameserver reachable
+    └── SpamFilterUnavailable     raised by app.inbound_auth.rspamd: the content filter could
+                                    not be reached, took too long, or answered nonsense
 """
 
 from __future__ import annotations
@@ -161,3 +163,7 @@ class QueueItemNotFound(NotFound):
 
 class QueueItemBusy(Conflict):
     code = "queue_item_busy"
+
+
+class SpamFilterUnavailable(MailrouteError):
+    code = "spam_filter_unavailable"

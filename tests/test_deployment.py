@@ -20,7 +20,21 @@ def _compose() -> dict[str, dict[str, dict[str, object]]]:
 
 
 def test_compose_names_the_services() -> None:
-    assert set(_compose()["services"]) == {"postgres", "mailroute"}
+    assert set(_compose()["services"]) == {"postgres", "mailroute", "rspamd"}
+
+
+def test_compose_rspamd_is_optional_and_unpublished() -> None:
+    # `docker compose up` starts only services without a profile; rspamd needs --profile.
+    services = _compose()["services"]
+    rspamd = services["rspamd"]
+    assert rspamd["profiles"] == ["rspamd"]
+    assert str(rspamd["image"]).startswith("rspamd/rspamd:")
+    assert "ports" not in rspamd
+    assert "rspamd-data:/var/lib/rspamd" in rspamd["volumes"]  # type: ignore[operator]
+    assert all("profiles" not in services[name] for name in ("postgres", "mailroute"))
+    assert "rspamd" not in str(services["mailroute"].get("depends_on"))
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "# MAILROUTE_RSPAMD_URL: http://rspamd:11333" in text
 
 
 def test_compose_postgres_16_with_volume_and_health_check() -> None:
