@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from app.inbound_auth.lookups import Lookups
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,6 +29,8 @@ from app.db.engine import session_scope
 from app.db.models import Activity, Delivery, Message
 from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
+from app.inbound_auth.checker import InboundChecks
+from app.inbound_auth.policy import Mode
 from app.resolver import DnsResolver
 from app.routing import Action
 from app.routing.networks import DeliveryNetworks
@@ -229,6 +232,7 @@ def dns_resolver(dnsmasq: Dnsmasq) -> DnsResolver:
 async def start_mailroute(
     sessionmaker: async_sessionmaker[AsyncSession],
     dns_resolver: DnsResolver,
+    dnsmasq: Dnsmasq,
     postfix: Postfix,
 ) -> AsyncIterator[MailrouteFactory]:
     """Start mailroute (``inline_timeout`` 0: queue only) serving example.org and
@@ -239,7 +243,8 @@ async def start_mailroute(
         await domains.create_domain(session, DOMAIN)
         await domains.create_domain(session, CATCH_ALL_DOMAIN)
 
-    async def start(inline_timeout: float = 0.0) -> Mailroute:
+    async def start(inline_timeout: float = 0.0, checks: Mode | None = None) -> Mailroute:
+        """``checks``: the inbound checks' mode (through dnsmasq); None: none."""
         srs = Srs(SRS_SECRET, HOSTNAME)
         config = WorkerConfig(
             hostname=HOSTNAME,
@@ -257,6 +262,7 @@ async def start_mailroute(
                 inline_delivery_timeout=inline_timeout,
             ),
             inline=worker,
+            checks=None if checks is None else inbound_checks(checks),
         )
         server = await start_server(
             handler, host="127.0.0.1", port=0, max_message_size=MAX_MESSAGE_SIZE
@@ -266,12 +272,26 @@ async def start_mailroute(
         port = server.sockets[0].getsockname()[1]
         return Mailroute("127.0.0.1", port, handler, worker, sessionmaker, srs)
 
+    def inbound_checks(mode: Mode) -> InboundChecks:
+        nameservers = [(dnsmasq.host, dnsmasq.port)]
+        checking = InboundChecks(
+            mode=mode,
+            authserv_id=HOSTNAME,
+            resolver=dns_resolver,
+            lookups=Lookups(nameservers, lifetime=3),
+        )
+        opened.append(checking)
+        return checking
+
+    opened: list[InboundChecks] = []
     yield start
     for server in servers:
         server.close()
         await server.wait_closed()
     for handler in handlers:
         await handler.drain()
+    for checking in opened:
+        await checking.aclose()
 
 
 @pytest.fixture

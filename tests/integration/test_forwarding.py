@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 import dkim  # type: ignore[import-untyped]
 import dns.resolver
 import pytest
 
+from app.inbound_auth.policy import Mode
 from app.routing import parse_address
 from app.smtp import replies
 from tests.conftest import HOSTNAME
@@ -21,6 +23,7 @@ from tests.integration.conftest import (
     MAX_MESSAGE_SIZE,
     DkimKey,
     Mailroute,
+    MailrouteFactory,
     message,
     stored,
     wait_for,
@@ -203,14 +206,70 @@ async def test_forward_keeps_dkim_signature_valid(
     await mailroute.deliver()
 
     [delivered] = await wait_for(postfix, destination)
+    assert await asyncio.to_thread(dkim.verify, delivered, dnsfunc=txt_from(dnsmasq))
+
+
+async def test_forward_checked_keeps_dkim_valid_under_our_authentication_results(
+    start_mailroute: MailrouteFactory,
+    postfix: Postfix,
+    dnsmasq: Dnsmasq,
+    dkim_key: DkimKey,
+) -> None:
+    """With the inbound checks enforced: the DKIM signature passes here (sender.example
+    publishes no SPF), and still verifies at the destination below our two fields."""
+    mailroute = await start_mailroute(checks=Mode.ENFORCE)
+    destination = postfix.mailbox("checked")
+    alias = await mailroute.forward("checked@example.org", destination)
+    sender = f"alice@{DKIM_DOMAIN}"
+    unsigned = message(sender, alias, "Checked", "Checked body.\n")
+    sent = (
+        dkim.sign(unsigned, DKIM_SELECTOR.encode(), DKIM_DOMAIN.encode(), dkim_key.private_pem)
+        + unsigned
+    )
+
+    sending = await mailroute.send(sender, [alias], sent)
+    await mailroute.deliver()
+
+    assert sending.data is not None and QUEUED.fullmatch(sending.data), sending
+    [delivered] = await wait_for(postfix, destination)
+    added = added_headers(delivered, sent)
+    assert [name for name, _ in added] == [
+        "Return-Path",
+        "Delivered-To",
+        "Received",
+        "Received",
+        "Authentication-Results",
+    ]
+    assert added[3][1].startswith(f"from {CLIENT_NAME}")
+    results = " ".join(added[4][1].split())
+    assert results.startswith(f"{HOSTNAME}; spf=none")
+    assert f"dkim=pass header.d={DKIM_DOMAIN} header.s={DKIM_SELECTOR}" in results
+    assert f"dmarc=none header.from={DKIM_DOMAIN}" in results
+    assert await asyncio.to_thread(dkim.verify, delivered, dnsfunc=txt_from(dnsmasq))
+
+
+async def test_forward_checked_refuses_the_unauthenticated(
+    start_mailroute: MailrouteFactory, postfix: Postfix
+) -> None:
+    mailroute = await start_mailroute(checks=Mode.ENFORCE)
+    destination = postfix.mailbox("unchecked")
+    alias = await mailroute.forward("unchecked@example.org", destination)
+    sending = await mailroute.send(SENDER, [alias], message(SENDER, alias, "Unsigned"))
+    assert sending.data == replies.S550_UNAUTHENTICATED.format(spf="none", dkim="none")
+    assert await mailroute.deliver() == 0
+    assert await mailroute.stored_messages() == 0
+
+
+def txt_from(dnsmasq: Dnsmasq) -> Callable[..., bytes]:
+    """dkimpy's DNS function, asking dnsmasq."""
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers, resolver.port = [dnsmasq.host], dnsmasq.port
 
-    def from_dnsmasq(name: bytes, timeout: float = 5) -> bytes:
+    def lookup(name: bytes, timeout: float = 5) -> bytes:
         answer = resolver.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
         return b"".join(b"".join(record.strings) for record in answer)
 
-    assert await asyncio.to_thread(dkim.verify, delivered, dnsfunc=from_dnsmasq)
+    return lookup
 
 
 async def test_forward_adds_only_its_received_header(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import session_scope
 from app.db.reader import create_reader
+from app.inbound_auth.checker import InboundChecks
 from app.routing import Action
 from app.routing.srs import Srs
 from app.services import aliases, destinations, domains
@@ -83,9 +84,10 @@ async def running_smtp(
     *,
     postmaster: str | None = None,
     penalty: PenaltyBox | None = None,
+    checks: InboundChecks | None = None,
 ) -> AsyncIterator[LiveSmtp]:
     """A server on 127.0.0.1 as `mailroute smtp` runs one: with ``penalty``, its Gate and
-    handler share that penalty box."""
+    handler share that penalty box; with ``checks``, messages are checked (SPF, ...)."""
     # The RCPT look-up reads as in `mailroute serve` (app.db.reader).
     reader = create_reader(sessionmaker.kw["bind"])
     handler = InboundHandler(
@@ -94,6 +96,7 @@ async def running_smtp(
         InboundConfig(hostname=HOSTNAME, queue_lifetime=timedelta(days=5), postmaster=postmaster),
         reader=reader,
         penalty=penalty,
+        checks=checks,
     )
     gate = Gate(penalty=penalty) if penalty is not None else None
     server = await start_server(

@@ -1,0 +1,259 @@
+"""The inbound checks over the wire: a real server checks SPF, DKIM and DMARC against
+records that dnsmasq publishes, with messages signed by dkimpy, and refuses, defers or
+forwards as app.inbound_auth.policy says, with our Authentication-Results on top."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import dkim
+import pytest
+from app.inbound_auth.lookups import Lookups
+from sqlalchemy import select
+
+from app.db.engine import session_scope
+from app.db.models import Activity
+from app.inbound_auth.checker import InboundChecks
+from app.inbound_auth.policy import Mode
+from app.resolver import DnsResolver
+from app.routing.srs import Srs
+from app.services import aliases, destinations, domains
+from app.smtp import replies
+from tests.conftest import HOSTNAME
+from tests.inbound_auth.conftest import DKIM_DOMAIN, Key
+from tests.peers.dnsmasq import Dnsmasq
+from tests.smtp.conftest import SRS_SECRET, LiveSmtp, in_thread, running_smtp
+from tests.smtp.stored import Sessionmaker, stored_messages
+
+pytestmark = pytest.mark.dnsmasq
+
+ALIAS = "shop@example.org"
+AR_PREFIX = f"Authentication-Results: {HOSTNAME};".encode()
+
+
+def message(author: str, *, extra: bytes = b"") -> bytes:
+    return (
+        extra + f"From: Alice <{author}>\r\n".encode() + b"To: shop@example.org\r\n"
+        b"Subject: checked\r\n"
+        b"Message-ID: <checked@example.test>\r\n"
+        b"\r\n"
+        b"Hello, checks.\r\n"
+    )
+
+
+def signed(text: bytes, key: Key, domain: str = DKIM_DOMAIN, selector: bytes = b"rsa") -> bytes:
+    signature = dkim.sign(
+        text, selector, domain.encode(), key.private, include_headers=[b"from", b"to", b"subject"]
+    )
+    return signature + text
+
+
+@pytest.fixture
+async def routed(sessionmaker: Sessionmaker) -> None:
+    async with session_scope(sessionmaker) as s:
+        await domains.create_domain(s, "example.org")
+        await destinations.add_verified_destination(s, "me@inbox.example")
+        await aliases.create_alias(
+            s, "example.org", local_part="shop", destinations=["me@inbox.example"]
+        )
+
+
+@asynccontextmanager
+async def checking(
+    sessionmaker: Sessionmaker,
+    nameserver: tuple[str, int],
+    *,
+    mode: Mode = Mode.ENFORCE,
+    lifetime: float = 5.0,
+) -> AsyncIterator[LiveSmtp]:
+    checks = InboundChecks(
+        mode=mode,
+        authserv_id=HOSTNAME,
+        resolver=DnsResolver([nameserver], lifetime=lifetime),
+        lookups=Lookups([nameserver], lifetime),
+        time_limit=4 * lifetime,
+    )
+    async with running_smtp(sessionmaker, Srs(SRS_SECRET, HOSTNAME), checks=checks) as live:
+        yield live
+    await checks.aclose()
+
+
+def send(live: LiveSmtp, sender: str, text: bytes, rcpt: str = ALIAS) -> tuple[int, bytes]:
+    """One transaction; the reply to DATA (or to RCPT when that refused)."""
+    with live.client() as client:
+        client.ehlo("client.auth.test")
+        client.mail(sender)
+        code, reply = client.rcpt(rcpt)
+        if code != 250:
+            return code, reply
+        return client.data(text)
+
+
+def whole(reply: tuple[int, bytes]) -> str:
+    return f"{reply[0]} {reply[1].decode()}"
+
+
+async def activity_rows(sessionmaker: Sessionmaker) -> list[Activity]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(Activity).order_by(Activity.id)))
+
+
+@pytest.fixture
+async def live(
+    sessionmaker: Sessionmaker, routed: None, dns_server: Dnsmasq
+) -> AsyncIterator[LiveSmtp]:
+    async with checking(sessionmaker, (dns_server.host, dns_server.port)) as server:
+        yield server
+
+
+async def test_spf_pass_is_forwarded_with_our_authentication_results(
+    live: LiveSmtp, sessionmaker: Sessionmaker
+) -> None:
+    text = message("alice@pass.auth.test")
+    reply = await in_thread(send, live, "alice@pass.auth.test", text)
+    assert reply[0] == 250, reply
+    [stored] = await stored_messages(sessionmaker)
+    received, _, rest = stored.content.partition(b"\r\n\t")
+    assert stored.content.startswith(b"Received: ")
+    # Ours: Received, then Authentication-Results, then exactly what the client sent.
+    assert stored.content.endswith(text)
+    fields = stored.content[: -len(text)]
+    assert fields.count(AR_PREFIX) == 1 and fields.index(AR_PREFIX) > 0
+    assert b"spf=pass smtp.mailfrom=alice@pass.auth.test" in fields
+    assert (stored.spf, stored.dkim, stored.dmarc, stored.sender_authenticated) == (
+        "pass",
+        "none",
+        "none",
+        True,
+    )
+
+
+async def test_no_spf_pass_and_no_dkim_is_refused(
+    live: LiveSmtp, sessionmaker: Sessionmaker
+) -> None:
+    text = message("alice@fail.auth.test")
+    reply = await in_thread(send, live, "alice@fail.auth.test", text)
+    assert whole(reply) == replies.S550_UNAUTHENTICATED.format(spf="fail", dkim="none")
+    assert await stored_messages(sessionmaker) == []
+    [row] = await activity_rows(sessionmaker)
+    assert (row.status, row.address, row.spf, row.dkim, row.reply) == (
+        "rejected",
+        ALIAS,
+        "fail",
+        "none",
+        whole(reply),
+    )
+
+
+async def test_valid_dkim_signature_rescues_a_failing_spf(
+    live: LiveSmtp, sessionmaker: Sessionmaker, rsa_key: Key
+) -> None:
+    text = signed(message(f"alice@{DKIM_DOMAIN}"), rsa_key)
+    reply = await in_thread(send, live, "alice@fail.auth.test", text)
+    assert reply[0] == 250, reply
+    [stored] = await stored_messages(sessionmaker)
+    assert stored.content.endswith(text)
+    assert f"dkim=pass header.d={DKIM_DOMAIN}".encode() in stored.content
+    # SPF failed for the envelope's domain, and the DKIM domain is another one.
+    assert stored.sender_authenticated is False
+
+
+async def test_broken_body_hash_is_no_valid_signature(live: LiveSmtp, rsa_key: Key) -> None:
+    text = signed(message(f"alice@{DKIM_DOMAIN}"), rsa_key).replace(b"checks.", b"check!")
+    reply = await in_thread(send, live, "alice@fail.auth.test", text)
+    assert whole(reply) == replies.S550_UNAUTHENTICATED.format(spf="fail", dkim="fail")
+
+
+async def test_dmarc_reject_refuses_despite_an_unaligned_spf_pass(
+    live: LiveSmtp, sessionmaker: Sessionmaker
+) -> None:
+    text = message("ceo@reject.dmarc.test")
+    reply = await in_thread(send, live, "alice@pass.auth.test", text)
+    assert whole(reply) == replies.S550_DMARC_REJECT.format(domain="reject.dmarc.test")
+    [row] = await activity_rows(sessionmaker)
+    assert (row.spf, row.dmarc) == ("pass", "fail")
+
+
+async def test_dmarc_quarantine_is_forwarded_and_logged(
+    live: LiveSmtp, sessionmaker: Sessionmaker
+) -> None:
+    text = message("news@quarantine.dmarc.test")
+    reply = await in_thread(send, live, "alice@pass.auth.test", text)
+    assert reply[0] == 250, reply
+    [stored] = await stored_messages(sessionmaker)
+    assert b"dmarc=fail header.from=quarantine.dmarc.test" in stored.content
+    assert stored.dmarc == "fail"
+
+
+async def test_dmarc_subdomain_policy_applies(live: LiveSmtp) -> None:
+    # _dmarc.dmarc.test says p=none; sp=reject: its subdomains without a record
+    # of their own are refused.
+    text = message("alice@sub.dmarc.test")
+    reply = await in_thread(send, live, "alice@pass.auth.test", text)
+    assert whole(reply) == replies.S550_DMARC_REJECT.format(domain="sub.dmarc.test")
+
+
+async def test_forged_authentication_results_are_not_trusted(
+    live: LiveSmtp, sessionmaker: Sessionmaker
+) -> None:
+    forged = AR_PREFIX + b" spf=pass smtp.mailfrom=fail.auth.test; dkim=pass\r\n"
+    text = message("alice@fail.auth.test", extra=forged)
+    reply = await in_thread(send, live, "alice@fail.auth.test", text)
+    assert whole(reply) == replies.S550_UNAUTHENTICATED.format(spf="fail", dkim="none")
+
+
+async def test_ours_is_above_an_arriving_authentication_results(
+    live: LiveSmtp, sessionmaker: Sessionmaker
+) -> None:
+    forged = AR_PREFIX + b" dmarc=pass\r\n"
+    text = message("alice@pass.auth.test", extra=forged)
+    assert (await in_thread(send, live, "alice@pass.auth.test", text))[0] == 250
+    [stored] = await stored_messages(sessionmaker)
+    first = stored.content.index(AR_PREFIX)
+    assert stored.content.index(b"spf=pass", first) < stored.content.index(forged)
+
+
+async def test_record_mode_forwards_what_enforce_refuses(
+    sessionmaker: Sessionmaker, routed: None, dns_server: Dnsmasq
+) -> None:
+    nameserver = (dns_server.host, dns_server.port)
+    async with checking(sessionmaker, nameserver, mode=Mode.RECORD) as recording:
+        text = message("ceo@reject.dmarc.test")
+        reply = await in_thread(send, recording, "alice@fail.auth.test", text)
+    assert reply[0] == 250, reply
+    [stored] = await stored_messages(sessionmaker)
+    assert (stored.spf, stored.dmarc) == ("fail", "fail")
+    assert b"spf=fail" in stored.content and stored.content.endswith(text)
+
+
+async def test_dns_that_does_not_answer_defers(
+    sessionmaker: Sessionmaker, routed: None, silent_nameserver: tuple[str, int]
+) -> None:
+    async with checking(sessionmaker, silent_nameserver, lifetime=0.5) as deferring:
+        text = message("alice@pass.auth.test")
+        reply = await in_thread(send, deferring, "alice@pass.auth.test", text)
+    assert whole(reply) == replies.S451_SPF_TEMPERROR.format(domain="pass.auth.test")
+    assert await stored_messages(sessionmaker) == []
+    [row] = await activity_rows(sessionmaker)
+    assert (row.status, row.spf) == ("deferred", "temperror")
+
+
+async def test_srs_bounce_is_vouched_for_whatever_spf_says(
+    live: LiveSmtp, sessionmaker: Sessionmaker
+) -> None:
+    srs = Srs(SRS_SECRET, HOSTNAME)
+    bounce_to = srs.forward("alice@fail.auth.test")
+    text = message("mailer-daemon@fail.auth.test")
+
+    def bounce() -> tuple[int, bytes]:
+        with live.client() as client:
+            client.ehlo("mx.fail.auth.test")  # no SPF for it: none
+            client.mail("<>")
+            assert client.rcpt(bounce_to)[0] == 250
+            return client.data(text)
+
+    reply = await in_thread(bounce)
+    assert reply[0] == 250, reply
+    [stored] = await stored_messages(sessionmaker)
+    assert stored.content.endswith(text) and AR_PREFIX in stored.content
