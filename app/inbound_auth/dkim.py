@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
@@ -43,6 +44,8 @@ MAX_ARC_SETS = 50
 # RFC 6376 6.1: a verifier MAY limit the signatures it tries, against denial of service
 # (each costs a DNS query and a pass over the body). Those past the limit are not reported.
 MAX_SIGNATURES = 8
+# The key look-ups of one message, together, take at most this many DNS lifetimes.
+LIFETIMES_PER_MESSAGE = 4
 HEADER_B_CHARS = 8  # RFC 6008 2: at least eight characters of b= tell signatures apart
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -53,10 +56,14 @@ _WHITESPACE = re.compile(rb"\s+")
 
 class _KeyFinder:
     """dkimpy's dnsfunc for one message: the key record's TXT through Lookups, and what
-    the last look-up found (None: not asked; "" found a usable key; else why not)."""
+    the last look-up found (None: not asked; "" found a usable key; else why not).
+
+    All look-ups of one message share LIFETIMES_PER_MESSAGE lifetimes: a message with
+    many signatures over silent servers cannot hold a thread for one lifetime each."""
 
     def __init__(self, lookups: Lookups) -> None:
         self._lookups = lookups
+        self._deadline = time.monotonic() + lookups.lifetime * LIFETIMES_PER_MESSAGE
         self._found: dict[bytes, tuple[bytes | None, str]] = {}
         self.last: str | None = None
         self.temporary = False
@@ -68,8 +75,11 @@ class _KeyFinder:
         return record
 
     def _look_up(self, name: bytes) -> tuple[bytes | None, str]:
+        left = self._deadline - time.monotonic()
         try:
-            records = self._lookups.txt(name.decode("ascii"))
+            if left <= 0:
+                raise DnsTemporaryFailure("the key look-ups of this message ran out of time")
+            records = self._lookups.txt(name.decode("ascii"), lifetime=left)
         except UnicodeDecodeError:
             return None, "no key: the selector is not a domain name"
         except DnsTemporaryFailure as exc:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import dkim
 import pytest
 
-from app.inbound_auth.dkim import MAX_SIGNATURES, check_arc, check_dkim
+from app.inbound_auth.dkim import LIFETIMES_PER_MESSAGE, MAX_SIGNATURES, check_arc, check_dkim
 from app.inbound_auth.lookups import Lookups
-from tests.inbound_auth.conftest import ARC_DOMAIN, DKIM_DOMAIN, Key
+from tests.inbound_auth.conftest import ARC_DOMAIN, DKIM_DOMAIN, SILENT_LIFETIME, Key
 
 pytestmark = pytest.mark.dnsmasq
 
@@ -104,6 +106,13 @@ async def test_check_dkim_bounds_the_signatures_checked(lookups: Lookups, rsa_ke
     assert len(verdict.signatures) == MAX_SIGNATURES
 
 
+async def test_check_dkim_unparsable_header_is_one_permerror(lookups: Lookups) -> None:
+    message = b"DKIM-Signature: v=1; d=dkim.auth.test; s=rsa\r\nno colon here\r\n" + MESSAGE
+    [signature] = (await check_dkim(lookups, message)).signatures
+    assert (signature.result, signature.domain) == ("permerror", "")
+    assert signature.reason.startswith("unparsable header")
+
+
 async def test_check_dkim_unsigned_is_none(lookups: Lookups) -> None:
     verdict = await check_dkim(lookups, MESSAGE)
     assert (verdict.signatures, verdict.result) == ((), "none")
@@ -119,6 +128,21 @@ async def test_check_dkim_dns_timeout_is_temperror(silent_lookups: Lookups, rsa_
     [signature] = (await check_dkim(silent_lookups, signed(rsa_key))).signatures
     assert (signature.result, signature.domain) == ("temperror", DKIM_DOMAIN)
     assert "temporary" in signature.reason
+
+
+async def test_check_dkim_key_look_ups_share_a_time_limit(
+    silent_lookups: Lookups, rsa_key: Key
+) -> None:
+    """Eight signatures with eight selectors over a silent server: not eight lifetimes."""
+    message = MESSAGE
+    for index in range(MAX_SIGNATURES):
+        message = signed(rsa_key, f"s{index}", message=message)
+    started = time.monotonic()
+    verdict = await check_dkim(silent_lookups, message)
+    elapsed = time.monotonic() - started
+    assert [s.result for s in verdict.signatures] == ["temperror"] * MAX_SIGNATURES
+    assert MAX_SIGNATURES > LIFETIMES_PER_MESSAGE + 2
+    assert elapsed < SILENT_LIFETIME * (LIFETIMES_PER_MESSAGE + 1)
 
 
 def sealed(key: Key, message: bytes = MESSAGE) -> bytes:
@@ -143,6 +167,12 @@ async def test_check_arc_tampered_chain_fails(lookups: Lookups, rsa_key: Key) ->
     verdict = await check_arc(lookups, bytearray(message))
     assert verdict.result == "fail"
     assert verdict.reason
+
+
+async def test_check_arc_more_than_fifty_sets_fails(lookups: Lookups) -> None:
+    message = b"".join(b"ARC-Seal: i=%d; cv=none\r\n" % i for i in range(1, 52)) + MESSAGE
+    verdict = await check_arc(lookups, message)
+    assert (verdict.result, verdict.reason) == ("fail", "more than 50 ARC sets (RFC 8617 4.2.1)")
 
 
 async def test_check_arc_without_arc_fields_is_none(lookups: Lookups) -> None:
