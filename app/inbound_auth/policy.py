@@ -92,7 +92,8 @@ def _authentication(verdicts: Verdicts) -> Reason | None:
     spf_passed = verdicts.spf.result == PASS
     dkim_passed = bool(verdicts.dkim.passing_domains())
     if dmarc.result == TEMPERROR and not (spf_passed or dkim_passed):
-        return Reason.AUTH_TEMPERROR  # the policy, unknown, may have said reject
+        # The policy, unknown, may have said reject: defer, naming SPF when it failed too.
+        return Reason.SPF_TEMPERROR if verdicts.spf.result == TEMPERROR else Reason.AUTH_TEMPERROR
     if spf_passed or dkim_passed:
         return None
     if verdicts.spf.result == TEMPERROR:

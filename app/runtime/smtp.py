@@ -77,7 +77,9 @@ def inbound_checks(rt: Runtime) -> InboundChecks:
     s = rt.settings
     spam_filter = None
     if s.rspamd_url:
-        spam_filter = Rspamd(s.rspamd_url, timeout=s.rspamd_timeout, password=s.rspamd_password or None)
+        spam_filter = Rspamd(
+            s.rspamd_url, timeout=s.rspamd_timeout, password=s.rspamd_password or None
+        )
     return InboundChecks(
         mode=Mode(s.inbound_auth),
         authserv_id=s.hostname,

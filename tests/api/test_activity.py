@@ -108,7 +108,12 @@ async def test_list_activity_shows_a_row_whole(
             session,
             activity.row(
                 activity.Envelope(
-                    "192.0.2.1", "alice@sender.example", "<1@sender.example>", 4096, 7
+                    "192.0.2.1",
+                    "alice@sender.example",
+                    "<1@sender.example>",
+                    4096,
+                    7,
+                    VERDICTS,
                 ),
                 status=activity.FORWARDED,
                 address="shop@example.org",
@@ -135,7 +140,53 @@ async def test_list_activity_shows_a_row_whole(
         "reply": "250 2.0.0 Ok: queued as 4Bc1",
         "message_id": "<1@sender.example>",
         "size": 4096,
+        **VERDICTS,
     }
+
+
+VERDICTS = {
+    "spf": "pass",
+    "dkim": "fail",
+    "dmarc": "pass",
+    "arc": "none",
+    "spam_score": 1.5,
+    "spam_action": "no action",
+}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("dmarc=fail", ["spoof@example.org"]),
+        ("spf=pass", ["good@example.org"]),
+        ("spam_action=reject", ["spoof@example.org"]),
+        ("dkim=none", []),
+    ],
+)
+async def test_list_activity_filters_on_verdicts(
+    client: httpx.AsyncClient, sessionmaker: Sessionmaker, query: str, expected: list[str]
+) -> None:
+    good = VERDICTS
+    spoof = VERDICTS | {"spf": "fail", "dmarc": "fail", "spam_action": "reject"}
+    async with session_scope(sessionmaker) as session:
+        for address, verdicts in (("good@example.org", good), ("spoof@example.org", spoof)):
+            activity.record(
+                session,
+                activity.row(
+                    activity.Envelope("192.0.2.1", "a@sender.example", verdicts=verdicts),
+                    status=activity.REJECTED,
+                    address=address,
+                ),
+            )
+    response = await client.get(f"/v1/activity?{query}")
+    assert response.status_code == 200, response.text
+    assert [item["address"] for item in response.json()["items"]] == expected
+
+
+async def test_list_activity_unknown_verdict_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/activity?dmarc=maybe")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"]
 
 
 async def test_list_activity_shows_a_recipient_refused_over_smtp(

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 import pytest
 
+from app.db.engine import session_scope
 from app.inbound_auth.lookups import Lookups
+from app.services import aliases, destinations, domains
 from tests.peers.dnsmasq import Dnsmasq, Zone
 from tests.peers.rspamd import RspamdDaemon
 from tests.peers.tools import require_tool
+from tests.smtp.stored import Sessionmaker
 
 DKIM_DOMAIN = "dkim.auth.test"
 ARC_DOMAIN = "arc.auth.test"
@@ -139,7 +142,7 @@ def rspamd_url(
 ) -> Iterator[str]:
     """A real rspamd, started once for the session by the first test that asks for it."""
     # pytest's cache keeps rspamd's compiled rules between runs (see tests/peers/rspamd.py).
-    cache = pytestconfig.cache
+    cache = getattr(pytestconfig, "cache", None)  # None with -p no:cacheprovider
     cache_dir = cache.mkdir("rspamd-hyperscan") if cache is not None else None
     daemon = RspamdDaemon(tmp_path_factory.mktemp("rspamd"), cache_dir)
     daemon.start()
@@ -147,3 +150,14 @@ def rspamd_url(
         yield daemon.url
     finally:
         daemon.stop()
+
+
+@pytest.fixture
+async def routed(sessionmaker: Sessionmaker) -> None:
+    """example.org serving shop@, forwarded to a verified me@inbox.example."""
+    async with session_scope(sessionmaker) as s:
+        await domains.create_domain(s, "example.org")
+        await destinations.add_verified_destination(s, "me@inbox.example")
+        await aliases.create_alias(
+            s, "example.org", local_part="shop", destinations=["me@inbox.example"]
+        )

@@ -52,6 +52,7 @@ def test_judge_dmarc_temperror_defers_only_the_unauthenticated() -> None:
     unknown = Dmarc("temperror", "example.com")
     assert enforced(verdicts("fail", (), unknown)) is Reason.AUTH_TEMPERROR
     assert enforced(verdicts("pass", (), unknown)) is None
+    assert enforced(verdicts("temperror", (), unknown)) is Reason.SPF_TEMPERROR
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from app.inbound_auth.lookups import Lookups
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +29,7 @@ from app.db.models import Activity, Delivery, Message
 from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
 from app.inbound_auth.checker import InboundChecks
+from app.inbound_auth.lookups import Lookups
 from app.inbound_auth.policy import Mode
 from app.resolver import DnsResolver
 from app.routing import Action
