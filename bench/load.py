@@ -57,12 +57,19 @@ class LoadResult:
 
 
 def send(
-    port: int, sink: Sink, *, messages: int, sessions: int, reuse_sessions: bool = False
+    port: int,
+    sink: Sink,
+    *,
+    messages: int,
+    sessions: int,
+    reuse_sessions: bool = False,
+    sender: str = SENDER,
 ) -> LoadResult:
-    """Send ``messages`` to the server on ``port`` and wait until the sink has them all."""
+    """Send ``messages`` from ``sender`` (envelope and From:) to the server on ``port`` and
+    wait until the sink has them all."""
     before = sink.received()
     command = [SMTP_SOURCE, "-c", "-s", str(sessions), "-m", str(messages)]
-    command += ["-l", str(MESSAGE_BYTES), "-M", HELO_NAME, "-f", SENDER, "-t", RECIPIENT]
+    command += ["-l", str(MESSAGE_BYTES), "-M", HELO_NAME, "-f", sender, "-t", RECIPIENT]
     command += ["-d"] if reuse_sessions else []
     started = time.monotonic()
     source = subprocess.Popen(
