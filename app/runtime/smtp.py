@@ -68,13 +68,16 @@ async def listen(
         await stop.wait()
         await _drain(s, server, gate, handler)
     finally:
-        await checks.aclose()
+        if checks is not None:
+            await checks.aclose()
 
 
-def inbound_checks(rt: Runtime) -> InboundChecks:
+def inbound_checks(rt: Runtime) -> InboundChecks | None:
     """SPF, DKIM, DMARC and ARC as MAILROUTE_INBOUND_AUTH says, through the configured DNS
-    servers; rspamd when MAILROUTE_RSPAMD_URL names one."""
+    servers; rspamd when MAILROUTE_RSPAMD_URL names one. None: nothing to check."""
     s = rt.settings
+    if s.inbound_auth == "off" and not s.rspamd_url:
+        return None
     spam_filter = None
     if s.rspamd_url:
         spam_filter = Rspamd(
@@ -96,7 +99,7 @@ async def _handler(
     rt: Runtime,
     penalty: PenaltyBox,
     on_queued: Callable[[], None] | None,
-    checks: InboundChecks,
+    checks: InboundChecks | None,
 ) -> InboundHandler:
     s = rt.settings
     return InboundHandler(

@@ -27,13 +27,13 @@ from app.errors import InvalidAddress
 from app.inbound_auth.checker import Checked, InboundChecks
 from app.inbound_auth.checker import Envelope as CheckedEnvelope
 from app.inbound_auth.verdicts import Spf
-from app.routing import Decision, MatchKind, Refusal
+from app.routing import Decision, Refusal
 from app.routing.address import forwardable_sender
 from app.routing.srs import Srs
 from app.services import activity, inbound, routes
 from app.smtp import replies
+from app.smtp.checking import SessionChecks
 from app.smtp.inline import InlineDelivery, deliver_in_session
-from app.smtp.judgements import judgement_reply
 from app.smtp.limits import PenaltyBox
 from app.smtp.refusals import RefusalWriter
 
@@ -65,20 +65,6 @@ class Transaction:
     trace: bytes = b""  # our Received: field, once DATA began
     # The SPF check, begun with the first recipient accepted (app.inbound_auth.checker).
     spf: asyncio.Task[Spf] | None = None
-
-
-def refusal_reply(address: str, decision: Decision) -> str:
-    if decision.refusal is Refusal.DOMAIN_NOT_SERVED:
-        return replies.S550_RELAY_DENIED.format(domain=address.rpartition("@")[2] or address)
-    if decision.refusal is Refusal.BAD_SRS:
-        return replies.S550_BAD_SRS.format(address=address)
-    if decision.refusal is Refusal.SRS_NOT_BOUNCE:
-        return replies.S550_SRS_NOT_BOUNCE.format(address=address)
-    if decision.refusal is Refusal.NO_POSTMASTER:
-        return replies.S550_NO_POSTMASTER.format(address=address)
-    if decision.refusal is Refusal.BLOCKED_SENDER:
-        return replies.S550_BLOCKED_SENDER.format(address=address)
-    return replies.S550_UNKNOWN_ADDRESS.format(address=address)
 
 
 class InboundHandler:
@@ -120,7 +106,9 @@ class InboundHandler:
         self.config = config
         self.on_queued = on_queued
         self.inline = inline
-        self.checks = checks if checks is not None and checks.active else None
+        self.checks = (
+            SessionChecks(checks, self.refusals) if checks is not None and checks.active else None
+        )
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -174,7 +162,7 @@ class InboundHandler:
         transaction.accepted.append(inbound.Accepted(address, decision))
         if self.checks is not None and transaction.spf is None:
             # Only now: a session whose every recipient is refused costs no DNS query.
-            transaction.spf = self.checks.start_spf(peer, session.host_name, transaction.mail_from)
+            transaction.spf = self.checks.start(peer, session.host_name, transaction.mail_from)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.S250_RECIPIENT_OK
@@ -197,7 +185,7 @@ class InboundHandler:
                 reply=decision.explanation,
             )
         )
-        return refusal_reply(address, decision)
+        return replies.refusing(address, decision)
 
     def begin_data(self, session: Any, envelope: Any) -> bytes:
         """Our trace field (RFC 5321 4.4), made when DATA begins, as Postfix's smtpd does:
@@ -231,9 +219,17 @@ class InboundHandler:
         queue_id = transaction.queue_id
         checked = None
         if self.checks is not None:
-            checked = await self._check(session, transaction, content)
+            envelope = CheckedEnvelope(
+                _peer_ip(session),
+                session.host_name,
+                transaction.mail_from,
+                [a.address for a in transaction.accepted],
+                queue_id,
+            )
+            accepted = transaction.accepted
+            checked = await self.checks.check(content, envelope, accepted, transaction.spf)
             if not checked.judgement.accepted:
-                return self._refuse_message(session, transaction, content, checked)
+                return self.checks.refuse(content, envelope, accepted, checked)
             content = bytearray(content) if isinstance(content, bytes) else content
             # Below our Received: field, above the sender's first byte (RFC 8601 5).
             content[len(transaction.trace) : len(transaction.trace)] = checked.fields
@@ -252,48 +248,6 @@ class InboundHandler:
             stored.refused,
         )
         return await self._stored_reply(queue_id, stored)
-
-    async def _check(
-        self, session: Any, transaction: Transaction, content: bytes | bytearray
-    ) -> Checked:
-        assert self.checks is not None
-        envelope = CheckedEnvelope(
-            _peer_ip(session),
-            session.host_name,
-            transaction.mail_from,
-            [a.address for a in transaction.accepted],
-            transaction.queue_id,
-        )
-        # A bounce to our own SRS address is vouched for by its hash (app.routing.srs).
-        vouched = all(a.decision.matched_by is MatchKind.SRS for a in transaction.accepted)
-        return await self.checks.check(content, envelope, transaction.spf, vouched=vouched)
-
-    def _refuse_message(
-        self, session: Any, transaction: Transaction, content: bytes | bytearray, checked: Checked
-    ) -> str:
-        """Refuse (or defer) the message at the end of DATA: the client keeps it and tells
-        its sender; we send no bounce, ever (no backscatter)."""
-        reply = judgement_reply(checked)
-        peer = _peer_ip(session)
-        log.info(
-            "message %s from %s refused: %s",
-            transaction.queue_id,
-            peer,
-            checked.judgement.reason.value if checked.judgement.reason else "",
-        )
-        envelope = activity.Envelope(
-            peer,
-            transaction.mail_from,
-            message.message_id(content),
-            len(content),
-            verdicts=checked.columns(),
-        )
-        status = activity.REJECTED if checked.judgement.permanent else activity.DEFERRED
-        for accepted in transaction.accepted:
-            self.refusals.refused(
-                activity.row(envelope, status=status, address=accepted.address, reply=reply)
-            )
-        return reply
 
     async def _stored_reply(self, queue_id: str, stored: inbound.Stored) -> str:
         """The reply to a message once stored (committed): refused, dropped, delivered in

@@ -7,6 +7,8 @@ Enhanced status codes are RFC 3463 (and RFC 5248's registry); each reply says wh
 situation of RFC 5321 it answers.
 """
 
+from app.routing import Decision, Refusal
+
 S250_SENDER_OK = "250 2.1.0 Sender OK"
 S250_RECIPIENT_OK = "250 2.1.5 Recipient OK"
 S250_QUEUED = "250 2.0.0 Message accepted for delivery, queue id {queue_id}"
@@ -126,3 +128,17 @@ S451_AUTH_TEMPERROR = (
 S550_SPAM = "550 5.7.1 Message refused as spam"
 S451_SPAM_DEFERRED = "451 4.7.1 Message deferred by the spam filter; try again later"
 S451_SPAM_FILTER_UNAVAILABLE = "451 4.7.1 The spam filter is unavailable; try again later"
+
+
+def refusing(address: str, decision: Decision) -> str:
+    """The reply to RCPT for a recipient the routing core refuses."""
+    if decision.refusal is Refusal.DOMAIN_NOT_SERVED:
+        return S550_RELAY_DENIED.format(domain=address.rpartition("@")[2] or address)
+    by_refusal = {
+        Refusal.BAD_SRS: S550_BAD_SRS,
+        Refusal.SRS_NOT_BOUNCE: S550_SRS_NOT_BOUNCE,
+        Refusal.NO_POSTMASTER: S550_NO_POSTMASTER,
+        Refusal.BLOCKED_SENDER: S550_BLOCKED_SENDER,
+    }
+    reply = by_refusal.get(decision.refusal, S550_UNKNOWN_ADDRESS) if decision.refusal else None
+    return (reply or S550_UNKNOWN_ADDRESS).format(address=address)

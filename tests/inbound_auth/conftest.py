@@ -3,20 +3,18 @@ made once per session, a DNS server that never answers, and a real rspamd."""
 
 from __future__ import annotations
 
-import base64
 import socket
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from app.db.engine import session_scope
 from app.inbound_auth.lookups import Lookups
 from app.services import aliases, destinations, domains
+from tests.peers import dkim_keys
+from tests.peers.dkim_keys import Key, txt_strings
 from tests.peers.dnsmasq import Dnsmasq, Zone
 from tests.peers.rspamd import RspamdDaemon
-from tests.peers.tools import require_tool
 from tests.smtp.stored import Sessionmaker
 
 DKIM_DOMAIN = "dkim.auth.test"
@@ -24,23 +22,9 @@ ARC_DOMAIN = "arc.auth.test"
 SILENT_LIFETIME = 0.5
 
 
-@dataclass(frozen=True)
-class Key:
-    private: bytes  # as dkimpy's sign takes it: PEM for RSA, base64 seed for ed25519
-    record: str  # the TXT value at <selector>._domainkey.<domain> (RFC 6376 3.6.1)
-
-
 @pytest.fixture(scope="session")
 def rsa_key(tmp_path_factory: pytest.TempPathFactory) -> Key:
-    """A 2048-bit RSA key made with openssl, and its DKIM key record."""
-    openssl = require_tool("openssl", "openssl")
-    path = tmp_path_factory.mktemp("dkim") / "key.pem"
-    run = {"check": True, "capture_output": True, "timeout": 60}
-    subprocess.run([openssl, "genrsa", "-traditional", "-out", str(path), "2048"], **run)
-    public = subprocess.run(
-        [openssl, "rsa", "-in", str(path), "-pubout", "-outform", "DER"], **run
-    ).stdout
-    return Key(path.read_bytes(), f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}")
+    return dkim_keys.rsa_key(tmp_path_factory.mktemp("dkim"))
 
 
 @pytest.fixture(scope="session")
@@ -52,13 +36,6 @@ def ed25519_key() -> Key:
     key = nacl.signing.SigningKey.generate()
     public = key.verify_key.encode(nacl.encoding.Base64Encoder).decode()
     return Key(key.encode(nacl.encoding.Base64Encoder), f"v=DKIM1; k=ed25519; p={public}")
-
-
-def strings(text: str) -> str:
-    """``text`` as dnsmasq's --txt-record takes it: comma-separated strings of at most 255
-    octets (RFC 1035 3.3.14), which a verifier joins again (RFC 7208 3.3, RFC 6376
-    3.6.2.2). dnsmasq would also cut a longer one itself; we say where."""
-    return ",".join(text[i : i + 255] for i in range(0, len(text), 255))
 
 
 SPF_RECORDS = [
@@ -91,10 +68,10 @@ DMARC_RECORDS = [
 @pytest.fixture(scope="session")
 def zone(rsa_key: Key, ed25519_key: Key) -> Zone:
     keys = [
-        (f"rsa._domainkey.{DKIM_DOMAIN}", strings(rsa_key.record)),
-        (f"ed._domainkey.{DKIM_DOMAIN}", strings(ed25519_key.record)),
+        (f"rsa._domainkey.{DKIM_DOMAIN}", txt_strings(rsa_key.record)),
+        (f"ed._domainkey.{DKIM_DOMAIN}", txt_strings(ed25519_key.record)),
         (f"broken._domainkey.{DKIM_DOMAIN}", "v=DKIM1; k=rsa; p=bm90IGEga2V5"),
-        (f"arc._domainkey.{ARC_DOMAIN}", strings(rsa_key.record)),
+        (f"arc._domainkey.{ARC_DOMAIN}", txt_strings(rsa_key.record)),
     ]
     return Zone(
         txt=SPF_RECORDS + DMARC_RECORDS + keys,

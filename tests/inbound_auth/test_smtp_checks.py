@@ -46,7 +46,6 @@ async def test_spf_pass_is_forwarded_with_our_authentication_results(
     reply = await in_thread(send, live, "alice@pass.auth.test", text)
     assert reply[0] == 250, reply
     [stored] = await stored_messages(sessionmaker)
-    received, _, rest = stored.content.partition(b"\r\n\t")
     assert stored.content.startswith(b"Received: ")
     # Ours: Received, then Authentication-Results, then exactly what the client sent.
     assert stored.content.endswith(text)
@@ -76,6 +75,25 @@ async def test_no_spf_pass_and_no_dkim_is_refused(
         "none",
         whole(reply),
     )
+
+
+@pytest.mark.parametrize("spf", ["softfail", "neutral", "none", "permerror"])
+async def test_spf_short_of_pass_without_dkim_is_refused(live: LiveSmtp, spf: str) -> None:
+    sender = f"alice@{'syntax' if spf == 'permerror' else spf}.auth.test"
+    reply = await in_thread(send, live, sender, message(sender))
+    assert whole(reply) == replies.S550_UNAUTHENTICATED.format(spf=spf, dkim="none")
+
+
+async def test_dmarc_none_policy_is_forwarded_with_its_failure(
+    live: LiveSmtp, sessionmaker: Sessionmaker
+) -> None:
+    # _dmarc.dmarc.test: p=none. SPF passes for another organization: DMARC fails, and
+    # the domain asked for nothing to be done about it.
+    reply = await in_thread(send, live, "alice@pass.auth.test", message("news@dmarc.test"))
+    assert reply[0] == 250, reply
+    [stored] = await stored_messages(sessionmaker)
+    assert stored.dmarc == "fail"
+    assert b"dmarc=fail header.from=dmarc.test policy.dmarc=none (dis=none)" in stored.content
 
 
 async def test_valid_dkim_signature_rescues_a_failing_spf(

@@ -11,11 +11,9 @@ The worker is driven step by step with ``Mailroute.deliver()`` rather than slept
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import secrets
 import smtplib
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,6 +37,7 @@ from app.services import aliases, destinations, domains
 from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.server import start_server
 from tests.conftest import HOSTNAME
+from tests.peers.dkim_keys import Key, rsa_key, txt_strings
 from tests.peers.dnsmasq import Dnsmasq, Zone
 from tests.peers.postfix import Postfix
 from tests.peers.tools import require_tool
@@ -54,43 +53,13 @@ DKIM_DOMAIN = "sender.example"
 # Postfix listens on 127.0.0.2 and 127.0.0.3: loopback, which delivery refuses unless allowed.
 LOOPBACK_ALLOWED = DeliveryNetworks(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
 DKIM_SELECTOR = "sel"
-
-
-@dataclass(frozen=True)
-class DkimKey:
-    private_pem: bytes
-    record: str  # the TXT value published at <selector>._domainkey.<domain>
-
-    @property
-    def name(self) -> str:
-        return f"{DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}"
+DKIM_KEY_NAME = f"{DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}"
 
 
 @pytest.fixture(scope="session")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> DkimKey:
-    """A 2048-bit RSA key made with openssl, and its DKIM key record (RFC 6376 3.6.1)."""
-    openssl = require_tool("openssl", "openssl")
-    path = tmp_path_factory.mktemp("dkim") / "key.pem"
-    subprocess.run(
-        [openssl, "genrsa", "-traditional", "-out", str(path), "2048"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    public = subprocess.run(
-        [openssl, "rsa", "-in", str(path), "-pubout", "-outform", "DER"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    ).stdout
-    record = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
-    return DkimKey(path.read_bytes(), record)
-
-
-def txt_strings(text: str) -> str:
-    """``text`` as dnsmasq's --txt-record wants it: strings of at most 255 octets
-    (RFC 1035 3.3.14), comma-separated; a verifier joins them again (RFC 6376 3.6.2.2)."""
-    return ",".join(text[i : i + 255] for i in range(0, len(text), 255))
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> Key:
+    """The key of sender.example, published at DKIM_KEY_NAME."""
+    return rsa_key(tmp_path_factory.mktemp("dkim"))
 
 
 def merged(*zones: Zone) -> Zone:
@@ -103,9 +72,9 @@ def merged(*zones: Zone) -> Zone:
 
 
 @pytest.fixture
-def dnsmasq_zone(postfix_server: Postfix, postfix_tls_server: Postfix, dkim_key: DkimKey) -> Zone:
+def dnsmasq_zone(postfix_server: Postfix, postfix_tls_server: Postfix, dkim_key: Key) -> Zone:
     """MX records to both Postfix instances, and the DKIM key of sender.example."""
-    dkim = Zone(txt=[(dkim_key.name, txt_strings(dkim_key.record))], local_domains=[DKIM_DOMAIN])
+    dkim = Zone(txt=[(DKIM_KEY_NAME, txt_strings(dkim_key.record))], local_domains=[DKIM_DOMAIN])
     return merged(postfix_server.zone(), postfix_tls_server.zone(), dkim)
 
 

@@ -21,13 +21,13 @@ from tests.integration.conftest import (
     DKIM_DOMAIN,
     DKIM_SELECTOR,
     MAX_MESSAGE_SIZE,
-    DkimKey,
     Mailroute,
     MailrouteFactory,
     message,
     stored,
     wait_for,
 )
+from tests.peers.dkim_keys import Key
 from tests.peers.dnsmasq import Dnsmasq
 from tests.peers.maildir import header, headers, received_over_tls, received_protocol
 from tests.peers.postfix import Postfix
@@ -191,15 +191,13 @@ async def test_forward_keeps_smtputf8_message_intact(
 
 
 async def test_forward_keeps_dkim_signature_valid(
-    mailroute: Mailroute, postfix: Postfix, dnsmasq: Dnsmasq, dkim_key: DkimKey
+    mailroute: Mailroute, postfix: Postfix, dnsmasq: Dnsmasq, dkim_key: Key
 ) -> None:
     destination = postfix.mailbox("dkim")
     alias = await mailroute.forward("signed@example.org", destination)
     sender = f"alice@{DKIM_DOMAIN}"
     unsigned = message(sender, alias, "Signed", "Signed body.\n\nWith two paragraphs.\n")
-    signature = dkim.sign(
-        unsigned, DKIM_SELECTOR.encode(), DKIM_DOMAIN.encode(), dkim_key.private_pem
-    )
+    signature = dkim.sign(unsigned, DKIM_SELECTOR.encode(), DKIM_DOMAIN.encode(), dkim_key.private)
     sent = signature + unsigned
 
     await mailroute.send(sender, [alias], sent)
@@ -213,7 +211,7 @@ async def test_forward_checked_keeps_dkim_valid_under_our_authentication_results
     start_mailroute: MailrouteFactory,
     postfix: Postfix,
     dnsmasq: Dnsmasq,
-    dkim_key: DkimKey,
+    dkim_key: Key,
 ) -> None:
     """With the inbound checks enforced: the DKIM signature passes here (sender.example
     publishes no SPF), and still verifies at the destination below our two fields."""
@@ -223,7 +221,7 @@ async def test_forward_checked_keeps_dkim_valid_under_our_authentication_results
     sender = f"alice@{DKIM_DOMAIN}"
     unsigned = message(sender, alias, "Checked", "Checked body.\n")
     sent = (
-        dkim.sign(unsigned, DKIM_SELECTOR.encode(), DKIM_DOMAIN.encode(), dkim_key.private_pem)
+        dkim.sign(unsigned, DKIM_SELECTOR.encode(), DKIM_DOMAIN.encode(), dkim_key.private)
         + unsigned
     )
 
