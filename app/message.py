@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import email.utils
 import re
 from datetime import datetime
@@ -13,6 +11,10 @@ Octets = bytes | bytearray  # a message as stored: the SMTP server builds it in 
 
 MAX_HEADER_SCAN = 1024 * 1024  # a header section larger than this is not looked into further
 _FIELD_START = re.compile(rb"^(?P<name>[!-9;-~]+)[ \t]*:", re.MULTILINE)
+# A From: field and its continuation lines (RFC 5322 2.2.3), unfolded by the caller.
+_FROM_FIELD = re.compile(
+    rb"^from[ \t]*:(?P<value>[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE
+)
 _UNSAFE_IN_RECEIVED = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
 MAX_LINE_OCTETS = 1000  # RFC 5321 4.5.3.1.6 and RFC 5322 2.1.1, the CRLF included
 # Anchored at line starts: unanchored, the search retries inside every long line, which
@@ -128,10 +130,10 @@ MAX_RECIPIENT_IN_TRACE = 320  # 64 + @ + 255 (RFC 5321 4.5.3.1): the line stays 
 def author_domains(content: Octets) -> list[str]:
     """The domains of the From: field's addresses (RFC 5322 3.6.2), lower case, one per
     address of every From: field: DMARC (RFC 7489 6.6.1) needs exactly one."""
-    fields = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
-        header_section(content)
-    )
-    values = [str(value) for value in fields.get_all("From", [])]
+    values = [
+        match.group("value").decode("utf-8", "replace").replace("\r\n", "").replace("\n", "")
+        for match in _FROM_FIELD.finditer(header_section(content))
+    ]
     return [
         address.rpartition("@")[2].strip().rstrip(".").lower()
         for _name, address in email.utils.getaddresses(values)

@@ -54,7 +54,9 @@ class DnsResolver:
         self,
         nameservers: Sequence[tuple[str, int]] | None = None,
         lifetime: float = DEFAULT_LIFETIME,
+        cache: dns.resolver.LRUCache | None = None,
     ) -> None:
+        """``cache``: answers kept for their TTL (None: every look-up asks a server)."""
         if nameservers:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
             self._resolver.nameservers = [
@@ -63,6 +65,7 @@ class DnsResolver:
         else:
             self._resolver = dns.asyncresolver.Resolver()
         self._resolver.lifetime = lifetime
+        self._resolver.cache = cache
 
     async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
         try:

@@ -134,3 +134,21 @@ def test_line_scans_answer_as_the_regular_expressions(content: bytes) -> None:
     assert message.has_bare_newline(content) == bool(re.search(rb"\r(?!\n)|(?<!\r)\n", content))
     long_line = re.search(rb"^[^\r\n]{999}", content, re.MULTILINE)
     assert message.has_long_line(content) == bool(long_line)
+
+
+@pytest.mark.parametrize(
+    ("head", "domains"),
+    [
+        (b"From: Alice <alice@Example.ORG>\r\n", ["example.org"]),
+        (b"from:alice@example.org.\r\n", ["example.org"]),
+        (b"From: Alice\r\n <alice@folded.example>\r\n", ["folded.example"]),
+        (b'From: "bob@fake.example" <bob@real.example>\r\n', ["real.example"]),
+        (b"From: a@one.example, b@two.example\r\n", ["one.example", "two.example"]),
+        (b"From: a@one.example\r\nFrom: b@two.example\r\n", ["one.example", "two.example"]),
+        (b"Sender: a@one.example\r\nFrom-Name: x@y.example\r\n", []),
+        (b"Subject: no author\r\n", []),
+    ],
+)
+def test_author_domains(head: bytes, domains: list[str]) -> None:
+    content = b"Received: from x\r\n\tby y\r\n" + head + b"\r\nFrom: body@not.header\r\n"
+    assert message.author_domains(content) == domains

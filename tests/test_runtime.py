@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import dns.resolver
 import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,7 +15,7 @@ from app.inbound_auth.policy import Mode
 from app.routing.address import parse_address
 from app.routing.srs import Srs, SrsInvalid
 from app.runtime import load_srs, runtime
-from app.runtime.smtp import inbound_checks
+from app.runtime.smtp import DNS_CACHE_ENTRIES, inbound_checks
 from app.services import server_state
 
 HOSTNAME = "mx.example.org"
@@ -149,5 +150,9 @@ async def test_inbound_checks_follow_the_settings(
         try:
             assert (checks.mode, checks.authserv_id) == (mode, "mx.example.org")
             assert (checks.spam_filter is not None) is spam_filter
+            # The checks' answers are cached, in a cache of bounded size.
+            cache = checks.lookups.resolver.cache
+            assert isinstance(cache, dns.resolver.LRUCache)
+            assert cache.max_size == DNS_CACHE_ENTRIES
         finally:
             await checks.aclose()

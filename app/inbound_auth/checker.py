@@ -23,9 +23,11 @@ from app.inbound_auth.policy import Judgement, Mode, authenticated, judge
 from app.inbound_auth.rspamd import Rspamd, SpamFilterUnavailable
 from app.inbound_auth.spf import check_spf
 from app.inbound_auth.verdicts import (
+    NONE,
     TEMPERROR,
     Arc,
     Dkim,
+    DkimSignature,
     Dmarc,
     Spam,
     Spf,
@@ -34,6 +36,8 @@ from app.inbound_auth.verdicts import (
 from app.resolver import Resolver
 
 log = logging.getLogger(__name__)
+# A DKIM check that outlived its limit: temporary, so that the sender retries.
+DKIM_TIMED_OUT = Dkim((DkimSignature(TEMPERROR, "", "", reason="time limit"),))
 T = TypeVar("T")
 
 
@@ -154,20 +158,29 @@ class InboundChecks:
     async def _verdicts(
         self, content: bytes | bytearray, envelope: Envelope, spf_task: asyncio.Task[Spf] | None
     ) -> Verdicts:
-        text = bytes(content)  # the libraries hash bytes; one copy for all of them
-        dkim_task = asyncio.ensure_future(self._bounded(check_dkim(self.lookups, text), Dkim()))
-        arc_task = asyncio.ensure_future(
-            self._bounded(check_arc(self.lookups, text), Arc(TEMPERROR, "time limit"))
-        )
+        names = set(message.field_names(content))
+        signed, sealed = "dkim-signature" in names, "arc-seal" in names
+        # dkimpy hashes bytes: one copy serves DKIM and ARC, and none is made for the
+        # usual message with neither (a large one would double in memory).
+        text = bytes(content) if signed or sealed else content
+        dkim_task = arc_task = None
+        if signed:
+            dkim_task = asyncio.ensure_future(
+                self._bounded(check_dkim(self.lookups, text), DKIM_TIMED_OUT)
+            )
+        if sealed:
+            arc_task = asyncio.ensure_future(
+                self._bounded(check_arc(self.lookups, text), Arc(TEMPERROR, "time limit"))
+            )
         if spf_task is None:  # no recipient started it (a caller other than the server)
             spf_task = self._spf(envelope.client_ip, envelope.helo, envelope.mail_from)
         spf = await spf_task
-        dkim = await dkim_task
+        dkim = Dkim() if dkim_task is None else await dkim_task
         dmarc = await self._bounded(
-            check_dmarc(self.resolver, message.author_domains(text), spf=spf, dkim=dkim),
+            check_dmarc(self.resolver, message.author_domains(content), spf=spf, dkim=dkim),
             Dmarc(TEMPERROR, reason="time limit"),
         )
-        return Verdicts(spf, dkim, dmarc, await arc_task)
+        return Verdicts(spf, dkim, dmarc, Arc(NONE) if arc_task is None else await arc_task)
 
     async def _spam(
         self, content: bytes | bytearray, envelope: Envelope

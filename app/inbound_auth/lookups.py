@@ -45,6 +45,7 @@ class Lookups:
         lifetime: float = DEFAULT_LIFETIME,
         *,
         threads: int = DEFAULT_THREADS,
+        cache: dns.resolver.LRUCache | None = None,
     ) -> None:
         if nameservers:
             self.resolver = dns.resolver.Resolver(configure=False)
@@ -54,6 +55,7 @@ class Lookups:
         else:
             self.resolver = dns.resolver.Resolver()
         self.resolver.lifetime = lifetime
+        self.resolver.cache = cache  # answers kept for their TTL (app.inbound_auth.checker)
         self.lifetime = lifetime
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inbound-auth")
 

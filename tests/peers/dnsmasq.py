@@ -19,6 +19,7 @@ class Zone:
     txt: list[tuple[str, str]] = field(default_factory=list)
     hosts: list[tuple[str, str]] = field(default_factory=list)  # (name, IPv4)
     local_domains: list[str] = field(default_factory=list)
+    ttl: int = 0  # of every answer; 0 (dnsmasq's default): nobody caches them
 
 
 class Dnsmasq:
@@ -43,6 +44,7 @@ class Dnsmasq:
             "--cache-size=0",
             "--log-facility=-",
         ]
+        args += [f"--local-ttl={self.zone.ttl}"]
         args += [f"--local=/{d}/" for d in self.zone.local_domains]
         args += [f"--mx-host={n},{x or '.'},{p}" for n, x, p in self.zone.mx]
         args += [f"--txt-record={n},{t}" for n, t in self.zone.txt]
