@@ -199,19 +199,22 @@ async def verdict_latency(dns_port: int, key: verdicts.DkimKey) -> dict[str, Any
         "dkim_signed": "spf=pass dkim=pass dmarc=pass accepted",
     }
     results: dict[str, Any] = {}
-    for name, content in contents.items():
-        for concurrency in LATENCY_CONCURRENCY:
-            measured = await verdicts.measure(
-                dns_port,
-                content,
-                expected=expected[name],
-                sender=SENDER,
-                recipient=recipient,
-                samples=LATENCY_SAMPLES,
-                concurrency=concurrency,
-            )
-            results[f"{name}_{concurrency}"] = measured
-            log.info("verdict latency %s x%d: %s", name, concurrency, measured)
+    for cached in (True, False):
+        for name, content in contents.items():
+            for concurrency in LATENCY_CONCURRENCY:
+                measured = await verdicts.measure(
+                    dns_port,
+                    content,
+                    expected=expected[name],
+                    sender=SENDER,
+                    recipient=recipient,
+                    samples=LATENCY_SAMPLES,
+                    concurrency=concurrency,
+                    cached=cached,
+                )
+                label = f"{name}_{'cached' if cached else 'uncached'}_{concurrency}"
+                results[label] = measured
+                log.info("verdict latency %s: %s", label, measured)
     return results
 
 

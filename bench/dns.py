@@ -2,7 +2,9 @@
 
 ``--local`` makes dnsmasq answer every other name in those domains with NXDOMAIN itself,
 and ``--cache-size=0`` keeps it from remembering anything between queries: each look-up
-mailroute makes is a round trip to a server, as it would be to a real one.
+mailroute makes is a round trip to a server, as it would be to a real one. Answers carry
+a TTL (``ttl``, 300 s by default, common for SPF and DMARC records): what mailroute's own
+cache may keep them for.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ def txt_strings(text: str) -> str:
 
 @contextlib.contextmanager
 def running_dns(
-    txt: Sequence[tuple[str, str]], local_domains: Sequence[str], attempts: int = 5
+    txt: Sequence[tuple[str, str]],
+    local_domains: Sequence[str],
+    attempts: int = 5,
+    ttl: int = 300,
 ) -> Iterator[DnsServer]:
     """dnsmasq serving the TXT records ``(name, value)`` on a free loopback port; stopped
     on the way out. dnsmasq also binds TCP on the port, which may be taken: retried."""
@@ -50,6 +55,7 @@ def running_dns(
         args = [dnsmasq(), "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv"]
         args += ["--no-hosts", "--bind-interfaces", f"--listen-address={HOST}", f"--port={port}"]
         args += ["--pid-file=", "--user=root", "--cache-size=0", "--log-facility=-"]
+        args += [f"--local-ttl={ttl}"]
         args += [f"--local=/{domain}/" for domain in local_domains]
         args += [f"--txt-record={name},{txt_strings(value)}" for name, value in txt]
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -20,10 +20,12 @@ from typing import Any
 
 import dkim
 
+from app.config import load_settings
 from app.inbound_auth.checker import Envelope, InboundChecks
 from app.inbound_auth.lookups import Lookups
 from app.inbound_auth.policy import Mode
 from app.resolver import DnsResolver
+from app.runtime.smtp import inbound_checks
 from bench.latency import summarize
 from bench.ports import HOST
 
@@ -31,6 +33,26 @@ MESSAGE_BYTES = 4096
 DKIM_SELECTOR = "bench"
 HELO_NAME = "load.example.com"
 DNS_LIFETIME = 5.0  # MAILROUTE_INBOUND_AUTH_DNS_TIMEOUT's default
+
+
+def _checks(nameserver_port: int, cached: bool) -> InboundChecks:
+    if cached:
+        settings = load_settings(
+            hostname="mx.bench.example.net",
+            inbound_auth="enforce",
+            dns_nameservers=f"{HOST}:{nameserver_port}",
+        )
+        checks = inbound_checks(settings)
+        assert checks is not None
+        return checks
+    servers = [(HOST, nameserver_port)]
+    return InboundChecks(
+        mode=Mode.ENFORCE,
+        authserv_id="mx.bench.example.net",
+        resolver=DnsResolver(servers, lifetime=DNS_LIFETIME),
+        lookups=Lookups(servers, DNS_LIFETIME),
+        time_limit=4 * DNS_LIFETIME,
+    )
 
 
 class VerdictError(RuntimeError):
@@ -85,18 +107,15 @@ async def measure(
     recipient: str,
     samples: int,
     concurrency: int,
+    cached: bool = True,
 ) -> dict[str, Any]:
     """``samples`` checks of ``content``, ``concurrency`` at a time: latency in ms, and
     the verdicts seen. Every one must be ``expected`` (e.g. "spf=pass dkim=none dmarc=pass
-    accepted"), or VerdictError: the figure of checks that failed means nothing."""
-    servers = [(HOST, nameserver_port)]
-    checks = InboundChecks(
-        mode=Mode.ENFORCE,
-        authserv_id="mx.bench.example.net",
-        resolver=DnsResolver(servers, lifetime=DNS_LIFETIME),
-        lookups=Lookups(servers, DNS_LIFETIME),
-        time_limit=4 * DNS_LIFETIME,
-    )
+    accepted"), or VerdictError: the figure of checks that failed means nothing.
+    ``cached``: the checks as the SMTP server builds them (app.runtime.smtp), their DNS
+    answers cached; else with no cache, every look-up a round trip (a sender's first
+    message)."""
+    checks = _checks(nameserver_port, cached)
     seconds: list[float] = []
     seen: dict[str, int] = {}
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-import dns.resolver
 import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings, load_settings
 from app.db.models import KeyValue
-from app.inbound_auth.policy import Mode
 from app.routing.address import parse_address
 from app.routing.srs import Srs, SrsInvalid
 from app.runtime import load_srs, runtime
-from app.runtime.smtp import DNS_CACHE_ENTRIES, inbound_checks
 from app.services import server_state
 
 HOSTNAME = "mx.example.org"
@@ -121,38 +118,3 @@ async def test_load_srs_configured_secret_overrides_a_stored_one(database_url: s
 async def test_load_srs_rewrites_to_the_hostname(database_url: str) -> None:
     srs = await srs_of_a_node(database_url, CONFIGURED_SECRET)
     assert srs.domain == HOSTNAME
-
-
-@pytest.mark.parametrize(
-    ("overrides", "mode", "spam_filter"),
-    [
-        ({"inbound_auth": "off"}, None, False),
-        ({"inbound_auth": "off", "rspamd_url": "http://127.0.0.1:11333"}, Mode.OFF, True),
-        ({"inbound_auth": "enforce"}, Mode.ENFORCE, False),
-        ({"inbound_auth": "record", "rspamd_url": "http://127.0.0.1:11333"}, Mode.RECORD, True),
-    ],
-)
-async def test_inbound_checks_follow_the_settings(
-    database_url: str, overrides: dict[str, str], mode: Mode | None, spam_filter: bool
-) -> None:
-    settings = load_settings(
-        database_url=database_url,
-        hostname="mx.example.org",
-        dns_nameservers="127.0.0.1:53",
-        **overrides,
-    )
-    async with runtime(settings) as rt:
-        checks = inbound_checks(rt)
-        if mode is None:
-            assert checks is None
-            return
-        assert checks is not None
-        try:
-            assert (checks.mode, checks.authserv_id) == (mode, "mx.example.org")
-            assert (checks.spam_filter is not None) is spam_filter
-            # The checks' answers are cached, in a cache of bounded size.
-            cache = checks.lookups.resolver.cache
-            assert isinstance(cache, dns.resolver.LRUCache)
-            assert cache.max_size == DNS_CACHE_ENTRIES
-        finally:
-            await checks.aclose()

@@ -58,7 +58,7 @@ async def listen(
             "though RFC 5321 4.5.1 requires a server to take it"
         )
     penalty = PenaltyBox()
-    checks = inbound_checks(rt)
+    checks = inbound_checks(s)
     handler = await _handler(rt, penalty, on_queued, checks)
     gate = Gate(
         max_per_ip=s.max_connections_per_ip,
@@ -77,10 +77,9 @@ async def listen(
             await checks.aclose()
 
 
-def inbound_checks(rt: Runtime) -> InboundChecks | None:
+def inbound_checks(s: Settings) -> InboundChecks | None:
     """SPF, DKIM, DMARC and ARC as MAILROUTE_INBOUND_AUTH says, through the configured DNS
     servers; rspamd when MAILROUTE_RSPAMD_URL names one. None: nothing to check."""
-    s = rt.settings
     if s.inbound_auth == "off" and not s.rspamd_url:
         return None
     spam_filter = None
