@@ -140,6 +140,14 @@ class InboundChecks:
             spam_filter_failed=spam_failed,
             tempfail_spam=self.tempfail_spam,
         )
+        dmarc = verdicts.dmarc if verdicts is not None else None
+        if dmarc is not None and dmarc.disposition == "quarantine" and judgement.accepted:
+            # No quarantine of ours: forwarded, the verdict in the header for the inbox.
+            log.info(
+                "message %s: DMARC quarantine for %s, forwarded with the verdict",
+                envelope.queue_id,
+                dmarc.from_domain,
+            )
         fields = b""
         if verdicts is not None:
             fields += headers.authentication_results(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,6 +41,7 @@ async def queue_inbound(
     destinations: tuple[str, ...] = (DESTINATION,),
     lifetime: timedelta = timedelta(days=5),
     authenticated: bool | None = None,
+    verdicts: dict[str, Any] | None = None,
 ) -> list[int]:
     """Store CONTENT as the SMTP server does for a forwarding alias; the delivery ids.
     ``authenticated``: what the inbound checks proved of the sender (None: not checked)."""
@@ -54,6 +56,7 @@ async def queue_inbound(
         content=CONTENT,
         message_id="<1@sender.example>",
         authenticated=authenticated,
+        verdicts=verdicts or {},
     )
     async with session_scope(sessionmaker) as session:
         incoming = [inbound.Incoming(arrival, [inbound.Accepted(alias, decision)])]

@@ -104,6 +104,25 @@ async def test_worker_delivers_to_the_sink(
     assert [(r.rcpt_tos, r.content) for r in sink.received] == [([DESTINATION], CONTENT)]
 
 
+async def test_worker_logs_the_inbound_verdicts_with_each_attempt(
+    worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    verdicts = {
+        "spf": "pass",
+        "dkim": "none",
+        "dmarc": "fail",
+        "arc": "none",
+        "spam_score": 2.5,
+        "spam_action": "no action",
+    }
+    await queue_inbound(sessionmaker, clock, verdicts=verdicts)
+    await worker.run_once()
+    async with sessionmaker() as session:
+        [row] = await session.scalars(select(Activity))
+    assert row.status == activity.FORWARDED
+    assert {name: getattr(row, name) for name in activity.VERDICT_COLUMNS} == verdicts
+
+
 async def test_worker_sends_with_the_srs_sender(
     worker: DeliveryWorker, sessionmaker: Sessionmaker, sink: Sink, clock: Clock
 ) -> None:
