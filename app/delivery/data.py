@@ -24,21 +24,23 @@ END_OF_DATA = b".\r\n"
 _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 
 
-def data_blocks(content: bytes, size: int = BLOCK_OCTETS) -> Iterator[bytes]:
-    """What DATA sends after the 354 (RFC 5321 4.5.2), end of data included: ``content``
-    with every line ended by CRLF (bare CR and LF made CRLF, as aiosmtplib does), a line
-    starting with "." given another, the last line ended, then ".<CRLF>". Blocks of about
-    ``size`` octets, each ending a line (so that a line start is a block start or follows
-    an LF inside one); the end of data rides with the last, one write for a small message."""
+def data_blocks(content: bytes, size: int = BLOCK_OCTETS, prefix: bytes = b"") -> Iterator[bytes]:
+    """What DATA sends after the 354 (RFC 5321 4.5.2), end of data included: ``prefix``
+    (header fields we add, CRLF-ended) and ``content`` with every line ended by CRLF (bare
+    CR and LF made CRLF, as aiosmtplib does), a line starting with "." given another, the
+    last line ended, then ".<CRLF>". Blocks of about ``size`` octets, each ending a line
+    (so that a line start is a block start or follows an LF inside one); the prefix rides
+    with the first and the end of data with the last: one write for a small message."""
     view = memoryview(content)
     start = 0
-    block = b""
+    block = prefix
     while start < len(content):
         newline = content.find(b"\n", start + size)
         stop = len(content) if newline == -1 else newline + 1
-        if block:
+        if block and start:
             yield block
-        block = bytes(view[start:stop])
+        piece = bytes(view[start:stop])
+        block = prefix + piece if not start else piece
         if has_bare_newline(block):
             block = _LINE_END.sub(b"\r\n", block)
         if block.startswith(b"."):
@@ -46,17 +48,17 @@ def data_blocks(content: bytes, size: int = BLOCK_OCTETS) -> Iterator[bytes]:
         if b"\n." in block:
             block = block.replace(b"\n.", b"\n..")
         start = stop
-    ended = block.endswith(b"\r\n") and bool(content)
+    ended = block.endswith(b"\r\n")
     yield block + (END_OF_DATA if ended else b"\r\n" + END_OF_DATA)
 
 
-async def write_text(protocol: SMTPProtocol, content: bytes) -> bool:
+async def write_text(protocol: SMTPProtocol, content: bytes, prefix: bytes = b"") -> bool:
     """Write the text and the end of data as the destination takes them (a block, then
     a wait while the transport is over its high-water mark). True when the destination
     answered before the end (refusing the message early, perhaps hanging up after): that
     answer ends the writing, and is what read_response() gives."""
     answer = seams.next_reply(protocol)
-    for block in data_blocks(content):
+    for block in data_blocks(content, prefix=prefix):
         if answer.done():
             return True
         try:

@@ -83,8 +83,11 @@ class Connection:
     def alive(self) -> bool:
         return self.client.is_connected
 
-    async def send(self, sender: str, recipient: str, content: bytes) -> Outcome:
-        """One transaction: MAIL, RCPT, DATA. Our own commands rather than aiosmtplib's
+    async def send(
+        self, sender: str, recipient: str, content: bytes, prefix: bytes = b""
+    ) -> Outcome:
+        """One transaction: MAIL, RCPT, DATA, the text ``prefix`` (header fields we add:
+        our signatures) then ``content``. Our own commands rather than aiosmtplib's
         sendmail(), which runs each address through the email package's RFC 5322 parser
         (the CPU per message that bench/forwarding.py reports): these addresses
         were parsed when they came in."""
@@ -106,12 +109,12 @@ class Connection:
             )
             if rcpt.code not in (250, 251):
                 return await self._refused(rcpt)
-            reply = await self._data(content)
+            reply = await self._data(content, prefix)
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
             return from_exception(exc, self.remote)
         return from_reply(reply.code, reply.message, self.remote)
 
-    async def _data(self, content: bytes) -> aiosmtplib.SMTPResponse:
+    async def _data(self, content: bytes, prefix: bytes) -> aiosmtplib.SMTPResponse:
         """DATA, the text written a block at a time as the destination takes it
         (app.delivery.data), a reply before its end kept (app.delivery.aiosmtplib_seams)."""
         start = await self.client.execute_command(b"DATA")
@@ -123,7 +126,7 @@ class Connection:
         try:
             seams.keep_early_reply(protocol)  # a reply before the end is not dropped
             async with asyncio.timeout(timeout):
-                early = await write_text(protocol, content)
+                early = await write_text(protocol, content, prefix)
             reply = await protocol.read_response(timeout=timeout)
         except (
             aiosmtplib.SMTPServerDisconnected,

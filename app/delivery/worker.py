@@ -15,9 +15,9 @@ import secrets
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +30,7 @@ from app.delivery.ledger import Ledger, retry_delay
 from app.delivery.mx import NoRoute, Target, resolve_targets
 from app.delivery.outcome import Outcome, Result
 from app.delivery.relay import ConnectFailed, RelayConfig, connect
+from app.errors import SigningError
 from app.resolver import Resolver
 from app.routing.networks import GLOBAL_ONLY, DeliveryNetworks
 from app.services import queue
@@ -63,6 +64,14 @@ class WorkerConfig:
     linger: float = 0.0
 
 
+class Signing(Protocol):
+    """Our signatures on a forwarded copy (app.runtime.signing composes the real one)."""
+
+    async def fields(self, content: bytes) -> bytes:
+        """The header fields to prepend to ``content``: our DKIM signature and ARC set.
+        Raises SigningError: the message then goes unsigned, and the log says why."""
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -73,8 +82,10 @@ class DeliveryWorker:
         clock: Callable[[], datetime] = utcnow,
         jitter: Callable[[], float] = random.random,
         transactions: Transactions | None = None,
+        signing: Signing | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.signing = signing
         # Claims and records (on SQLite, each in one go in the database's thread).
         self.transactions = transactions or SessionTransactions(sessionmaker)
         self.resolver = resolver
@@ -199,6 +210,7 @@ class DeliveryWorker:
         return outcomes
 
     async def _send(self, claimed: list[Delivery]) -> dict[int, Outcome]:
+        prefixes, unsigned = await self._sign(claimed)
         by_domain: dict[str, list[Delivery]] = defaultdict(list)
         for delivery in claimed:
             by_domain[delivery.recipient.rpartition("@")[2].lower()].append(delivery)
@@ -206,14 +218,39 @@ class DeliveryWorker:
 
         async def one_domain(domain: str, items: list[Delivery]) -> dict[int, Outcome]:
             async with limit:
-                return await self._deliver_domain(domain, items)
+                return await self._deliver_domain(domain, items, prefixes)
 
         outcomes: dict[int, Outcome] = {}
         for result in await asyncio.gather(*(one_domain(d, i) for d, i in by_domain.items())):
             outcomes.update(result)
+        for delivery in claimed:  # the activity log says what went unsigned, and why
+            why = unsigned.get(delivery.message_id)
+            if why is not None:
+                outcome = outcomes[delivery.id]
+                outcomes[delivery.id] = replace(outcome, reply=f"{outcome.reply} ({why})")
         return outcomes
 
-    async def _deliver_domain(self, domain: str, items: list[Delivery]) -> dict[int, Outcome]:
+    async def _sign(self, claimed: list[Delivery]) -> tuple[dict[int, bytes], dict[int, str]]:
+        """Our fields for each forwarded message of the batch, made once however many
+        destinations it has; and, for those that could not be signed, why."""
+        prefixes: dict[int, bytes] = {}
+        unsigned: dict[int, str] = {}
+        if self.signing is None:
+            return prefixes, unsigned
+        for delivery in claimed:
+            message = delivery.message
+            if message.kind != "inbound" or message.id in prefixes or message.id in unsigned:
+                continue
+            try:
+                prefixes[message.id] = await self.signing.fields(message.content)
+            except SigningError as exc:
+                log.error("message %s sent unsigned: %s", message.queue_id, exc)
+                unsigned[message.id] = f"sent unsigned: {exc}"
+        return prefixes, unsigned
+
+    async def _deliver_domain(
+        self, domain: str, items: list[Delivery], prefixes: dict[int, bytes]
+    ) -> dict[int, Outcome]:
         try:
             targets = (
                 [self.config.smarthost]
@@ -241,7 +278,10 @@ class DeliveryWorker:
             try:
                 for delivery in items:
                     results[delivery.id] = await connection.send(
-                        delivery.mail_from, delivery.recipient, delivery.message.content
+                        delivery.mail_from,
+                        delivery.recipient,
+                        delivery.message.content,
+                        prefixes.get(delivery.message_id, b""),
                     )
             finally:
                 # Parked for the next batch only after a batch that went through whole.

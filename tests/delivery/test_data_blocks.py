@@ -38,3 +38,23 @@ def test_data_blocks_end_lines_within_the_block_size() -> None:
 def test_data_blocks_leave_a_plain_message_as_it_is() -> None:
     content = b"Subject: x\r\n\r\nbody\r\n"
     assert list(data_blocks(content)) == [content + b".\r\n"]
+
+
+FIELDS = st.lists(
+    st.sampled_from([b"X-A: 1\r\n", b"DKIM-Signature: v=1;\r\n\tb=x\r\n"]), max_size=3
+)
+
+
+@settings(max_examples=1000, derandomize=True, database=None)
+@given(prefix=FIELDS.map(b"".join), content=TEXT, size=st.integers(min_value=1, max_value=12))
+def test_data_blocks_send_the_prefix_as_part_of_the_text(
+    prefix: bytes, content: bytes, size: int
+) -> None:
+    # Our header fields ahead of the content: what a client sending both as one text sends.
+    sent = b"".join(data_blocks(content, size, prefix=prefix))
+    assert sent == as_aiosmtplib_sends(prefix + content)
+
+
+def test_data_blocks_send_the_prefix_with_the_first_block() -> None:
+    content = b"Subject: x\r\n\r\nbody\r\n"
+    assert list(data_blocks(content, prefix=b"X-A: 1\r\n")) == [b"X-A: 1\r\n" + content + b".\r\n"]
