@@ -37,10 +37,11 @@ results we would not have, and dkimpy itself ends the chain there ("no AR header
 found"). A chain dkimpy cannot continue (an arc=fail with no instance it can number, more
 than 50 sets) also gets no ARC set, and the message keeps our DKIM signature.
 
-Memory: dkimpy takes the message as ``bytes`` and splits all of it into lines. DKIM is
-signed over the content as it is (a bytearray is copied once); the ARC set needs the
-message with our DKIM-Signature fields on top, which is one more copy, made after the
-DKIM signer is gone. ``tests/signing/test_sign.py`` measures the peak.
+Memory: dkimpy takes the message as ``bytes`` and would split all of it into lines, once
+for DKIM and once more for the ARC set (see app/signing/dkimpy_seams.py). Its signers are
+built here from the header section and one copy of the body, shared by every signature and
+the ARC set; only the header section is copied again. tests/signing/test_sign.py bounds the
+peak for a 25 MiB message.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 
 from app.errors import SigningError
 from app.message import Octets, header_section
+from app.signing import dkimpy_seams
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +119,23 @@ class Signer:
         head = header_section(content)
         fields = list(_FIELD.finditer(head))
         covered = covered_fields([m.group("name") for m in fields], _sender_covered(fields))
-        signatures = self._dkim_signatures(content, covered) if self.dkim else b""
-        return self._arc_set(content, head, fields, covered, signatures) + signatures
+        # A header section longer than header_section looks (MAX_HEADER_SCAN) is signed the
+        # slow way, and not sealed: a forged Authentication-Results could hide past it.
+        body = dkimpy_seams.body_of(content, head)
+        signatures = self._dkim_signatures(content, head, body, covered) if self.dkim else b""
+        if body is None or self.authserv_id is None or not _ours(fields, self.authserv_id):
+            return signatures
+        return self._arc_set(_without_foreign_results(head, fields), body, covered, signatures)
 
-    def _dkim_signatures(self, content: Octets, covered: list[bytes]) -> bytes:
+    def _dkim_signatures(
+        self, content: Octets, head: bytes, body: bytes | None, covered: list[bytes]
+    ) -> bytes:
         keys = sorted(self.keys, key=lambda key: key.algorithm != RSA_SHA256)  # RSA first
         try:
-            signer = dkim.DKIM(bytes(content), linesep=b"\r\n")  # bytes: not copied
+            if body is None:
+                signer = dkim.DKIM(bytes(content), linesep=b"\r\n")
+            else:
+                signer = dkimpy_seams.dkim_signer(head, body)
             return b"".join(
                 signer.sign(
                     key.selector.encode(),
@@ -138,47 +150,37 @@ class Signer:
         except dkim.DKIMException as exc:
             raise SigningError(f"dkimpy could not sign: {type(exc).__name__}") from exc
 
-    def _arc_set(
-        self,
-        content: Octets,
-        head: bytes,
-        fields: list[re.Match[bytes]],
-        covered: list[bytes],
-        signatures: bytes,
-    ) -> bytes:
-        if self.authserv_id is None or not _ours(content, head, fields, self.authserv_id):
-            return b""
+    def _arc_set(self, head: bytes, body: bytes, covered: list[bytes], signatures: bytes) -> bytes:
+        """The ARC set over ``signatures`` + ``head`` + ``body``, as ``dkim.arc_sign`` makes it."""
+        assert self.authserv_id is not None
         try:
-            arc_set = dkim.arc_sign(
-                _without_foreign_results(content, head, fields, signatures),
+            sealer = dkimpy_seams.arc_signer(signatures + head, body)
+            arc_set: list[bytes] = sealer.sign(
                 self.rsa.selector.encode(),
                 self.domain.encode(),
                 self.rsa.private_key,
                 self.authserv_id.encode(),
                 include_headers=covered,
-                linesep=b"\r\n",
             )
         except dkim.ParameterError as exc:
             # The chain as it arrived cannot be continued (RFC 8617 5.1.2): no seal.
             log.warning("no ARC set on this copy: %s", exc)
-            return b""
+            return signatures
         except dkim.DKIMException as exc:
             raise SigningError(f"dkimpy could not seal: {type(exc).__name__}") from exc
-        return b"".join(arc_set)
+        return b"".join(arc_set) + signatures
 
 
-def _without_foreign_results(
-    content: Octets, head: bytes, fields: list[re.Match[bytes]], signatures: bytes
-) -> bytes:
-    """``signatures`` + ``content`` without the Authentication-Results fields that are not
-    ours (every one but the second field): one copy of the message, as dkimpy needs it."""
-    pieces: list[bytes | memoryview] = [signatures]
+def _without_foreign_results(head: bytes, fields: list[re.Match[bytes]]) -> bytes:
+    """``head`` without the Authentication-Results fields that are not ours (every one but
+    the second field)."""
+    pieces: list[bytes] = []
     start = 0
     for match in fields[2:]:
         if _is_results(match.group("name")):
             pieces.append(head[start : match.start()])
             start = match.end()
-    pieces.append(memoryview(content)[start:])
+    pieces.append(head[start:])
     return b"".join(pieces)
 
 
@@ -212,11 +214,9 @@ def _is_results(name: bytes) -> bool:
     return name.lower() == b"authentication-results"
 
 
-def _ours(content: Octets, head: bytes, fields: list[re.Match[bytes]], authserv_id: str) -> bool:
-    """Whether the field below our Received: is our Authentication-Results (RFC 8601 2.2),
-    in a header section seen whole (past MAX_HEADER_SCAN, a forged one could hide)."""
-    whole = len(head) == len(content) or content[len(head) : len(head) + 1] in (b"\r", b"\n")
-    if not whole or len(fields) < 2 or not _is_results(fields[1].group("name")):
+def _ours(fields: list[re.Match[bytes]], authserv_id: str) -> bool:
+    """Whether the field below our Received: is our Authentication-Results (RFC 8601 2.2)."""
+    if len(fields) < 2 or not _is_results(fields[1].group("name")):
         return False
     ours = re.escape(authserv_id.encode()) + rb"\s*;"
     return re.match(ours, fields[1].group("value").lstrip()) is not None

@@ -228,6 +228,18 @@ def test_sign_broken_incoming_chain_leaves_with_cv_fail(keys: Keys, dnsfunc: Dns
     assert dkim.verify(message, dnsfunc=dnsfunc)
 
 
+def test_sign_chain_that_cannot_be_continued_is_dkim_only(
+    keys: Keys, dnsfunc: DnsFunc, caplog: pytest.LogCaptureFixture
+) -> None:
+    # arc=fail for ARC fields that carry no instance dkimpy can number: no i=1 with
+    # cv=fail (RFC 8617 5.1.1 knows none), and the copy keeps our DKIM signature.
+    original = stored(b"ARC-Seal: garbage\r\n" + sent_by_sender(keys), arc="fail")
+    prepended = signer(keys).fields(original)
+    assert field_names(prepended) == ["dkim-signature", "dkim-signature"]
+    assert dkim.verify(prepended + original, dnsfunc=dnsfunc)
+    assert "no ARC set" in caplog.text
+
+
 def test_sign_without_our_results_is_dkim_only(keys: Keys, dnsfunc: DnsFunc) -> None:
     original = stored(sent_by_sender(keys), arc=None)
     prepended = signer(keys).fields(original)
@@ -331,7 +343,7 @@ def test_sign_peak_memory_for_a_25_mib_message(
         tracemalloc.stop()
     record_property("peak_mib", round(peak / 2**20, 1))
     record_property("message_mib", round(size / 2**20, 1))
-    assert peak < 6 * size
+    assert peak < 4 * size  # the content itself is not counted: made before the start
     assert dkim.verify(prepended + original, dnsfunc=dnsfunc)
 
 
