@@ -36,8 +36,8 @@ Every class has a ``code``: the stable, machine-readable name the API puts in
     │   └── DnsTemporaryFailure    timeout, SERVFAIL, no nameserver reachable
     ├── SpamFilterUnavailable     raised by app.inbound_auth.rspamd: the content filter could
     │                               not be reached, took too long, or answered nonsense
-    └── SigningError              raised by app.signing: a forwarded copy could not be signed
-                                    (a key unusable); it goes unsigned, and the log says why
+    └── SigningError              raised by app.signing.sign: a key that cannot be used, or a
+                                    message dkimpy cannot sign (never says the key)
 """
 
 from __future__ import annotations

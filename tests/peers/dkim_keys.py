@@ -34,3 +34,13 @@ def txt_strings(text: str) -> str:
     octets (RFC 1035 3.3.14), which a verifier joins again (RFC 7208 3.3, RFC 6376
     3.6.2.2). dnsmasq would also cut a longer one itself; we say where."""
     return ",".join(text[i : i + 255] for i in range(0, len(text), 255))
+
+
+def ed25519_key() -> Key:
+    """An ed25519 key (RFC 8463) made with PyNaCl, dkimpy's ed25519 library."""
+    import nacl.encoding
+    import nacl.signing
+
+    key = nacl.signing.SigningKey.generate()
+    public = key.verify_key.encode(nacl.encoding.Base64Encoder).decode()
+    return Key(key.encode(nacl.encoding.Base64Encoder), f"v=DKIM1; k=ed25519; p={public}")

@@ -6,7 +6,8 @@ options and the workers are ours, so no controller or proxy listens and nothing 
 with a system rspamd. There is no network here: DNS points at a loopback port nobody
 answers (every lookup fails at once), and the modules that only ask the internet (DNS
 block lists, fuzzy hashes, hostname checks) are off, so a check takes milliseconds and
-scores the same on every machine.
+scores the same on every machine. A test that needs look-ups (DKIM keys, ARC) gives a
+``nameserver`` of its own, such as tests/peers/dnsmasq.py's.
 
 Compiling the rules for Hyperscan takes rspamd most of its start (seconds); the compiled
 files are kept in ``cache_dir`` when given, keyed by rspamd on the rules and the CPU, so
@@ -39,8 +40,8 @@ options {{
     explicit_modules = ["settings"];
     task_timeout = 5s;
     dns {{
-        nameserver = ["127.0.0.1:{dns_port}"];
-        timeout = 0.1s;
+        nameserver = ["{nameserver}"];
+        timeout = {dns_timeout};
         retransmits = 0;
     }}
 }}
@@ -81,8 +82,14 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class RspamdDaemon:
-    def __init__(self, root: Path, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        cache_dir: Path | None = None,
+        nameserver: tuple[str, int] | None = None,
+    ) -> None:
         self.root = root
+        self.nameserver = nameserver
         self.cache_dir = cache_dir or root / "hyperscan"
         self.host = "127.0.0.1"
         self.port = 0
@@ -109,11 +116,18 @@ class RspamdDaemon:
                 cache_dir=self.cache_dir,
                 host=self.host,
                 port=self.port,
-                # A UDP port just found free: nothing answers there.
-                dns_port=free_port(self.host, socket.SOCK_DGRAM),
+                nameserver="{}:{}".format(*self._nameserver()),
+                # A real server on loopback still answers late on a busy machine.
+                dns_timeout="0.1s" if self.nameserver is None else "2s",
             )
         )
         return config
+
+    def _nameserver(self) -> tuple[str, int]:
+        if self.nameserver is not None:
+            return self.nameserver
+        # A UDP port just found free: nothing answers there.
+        return self.host, free_port(self.host, socket.SOCK_DGRAM)
 
     def args(self, config: Path) -> list[str]:
         return [

@@ -1,0 +1,1 @@
+"""Our own DKIM signature and ARC seal on forwarded copies: keys, signing."""
