@@ -67,9 +67,10 @@ class WorkerConfig:
 class Signing(Protocol):
     """Our signatures on a forwarded copy (app.runtime.signing composes the real one)."""
 
-    async def fields(self, content: bytes) -> bytes:
-        """The header fields to prepend to ``content``: our DKIM signature and ARC set.
-        Raises SigningError: the message then goes unsigned, and the log says why."""
+    async def fields(self, content: bytes, *, checked: bool) -> bytes:
+        """The header fields to prepend to ``content``: our DKIM signature and ARC set
+        (the seal only when ``checked``: the inbound checks wrote our Authentication-
+        Results). Raises SigningError: the message then goes unsigned, the log says why."""
 
 
 class DeliveryWorker:
@@ -242,7 +243,10 @@ class DeliveryWorker:
             if message.kind != "inbound" or message.id in prefixes or message.id in unsigned:
                 continue
             try:
-                prefixes[message.id] = await self.signing.fields(message.content)
+                # Stored without the checks, an Authentication-Results under our name
+                # would be the sender's: nothing to seal.
+                checked = message.spf is not None
+                prefixes[message.id] = await self.signing.fields(message.content, checked=checked)
             except SigningError as exc:
                 log.error("message %s sent unsigned: %s", message.queue_id, exc)
                 unsigned[message.id] = f"sent unsigned: {exc}"

@@ -24,10 +24,12 @@ FIELDS = b"DKIM-Signature: v=1; d=mx.mailroute.example; b=stand-in\r\n"
 class Recording:
     def __init__(self, error: str | None = None) -> None:
         self.signed: list[bytes] = []
+        self.checked: list[bool] = []
         self.error = error
 
-    async def fields(self, content: bytes) -> bytes:
+    async def fields(self, content: bytes, *, checked: bool) -> bytes:
         self.signed.append(content)
+        self.checked.append(checked)
         if self.error:
             raise SigningError(self.error)
         return FIELDS
@@ -54,6 +56,16 @@ async def test_worker_sends_our_fields_in_front_of_the_content(
     await signing_worker(sessionmaker, sink, clock, signing).run_once()
     assert [r.content for r in sink.received] == [FIELDS + CONTENT]
     assert signing.signed == [CONTENT]
+    assert signing.checked == [False]  # stored without verdicts: no seal asked for
+
+
+async def test_worker_asks_for_a_seal_when_the_message_was_checked(
+    sessionmaker: Sessionmaker, sink: Sink, clock: Clock
+) -> None:
+    signing = Recording()
+    await queue_inbound(sessionmaker, clock, verdicts={"spf": "pass", "dkim": "none"})
+    await signing_worker(sessionmaker, sink, clock, signing).run_once()
+    assert signing.checked == [True]
 
 
 async def test_worker_signs_a_message_once_for_all_its_destinations(
