@@ -34,8 +34,10 @@ Every class has a ``code``: the stable, machine-readable name the API puts in
     ├── DnsError                  raised by app.resolver, translated from dnspython
     │   ├── DnsNoSuchDomain        NXDOMAIN: an authoritative "does not exist"
     │   └── DnsTemporaryFailure    timeout, SERVFAIL, no nameserver reachable
-    └── SpamFilterUnavailable     raised by app.inbound_auth.rspamd: the content filter could
-                                    not be reached, took too long, or answered nonsense
+    ├── SpamFilterUnavailable     raised by app.inbound_auth.rspamd: the content filter could
+    │                               not be reached, took too long, or answered nonsense
+    └── SigningKeyInvalid         raised by app.signing.keys: MAILROUTE_DKIM_KEY_FILE cannot be
+                                    read, is not an RSA key, or is under 1024 bits
 """
 
 from __future__ import annotations
@@ -167,3 +169,7 @@ class QueueItemBusy(Conflict):
 
 class SpamFilterUnavailable(MailrouteError):
     code = "spam_filter_unavailable"
+
+
+class SigningKeyInvalid(MailrouteError):
+    code = "signing_key_invalid"
