@@ -218,6 +218,10 @@ class Settings(BaseSettings):
     # rotation may still be on its way, and is verified against that record.
     dkim_rotation_grace_days: int = Field(default=7, ge=0, le=365)
 
+    @property
+    def dkim_rotation_grace(self) -> timedelta:
+        return timedelta(days=self.dkim_rotation_grace_days)
+
     @field_validator("smarthost")
     @classmethod
     def _smarthost(cls, value: str | None) -> str | None:

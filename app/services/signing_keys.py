@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,25 @@ log = logging.getLogger(__name__)
 
 DKIM_KEYS_KEY = "dkim_keys"
 ED25519_SUFFIX = "-ed"  # the Ed25519 key's selector: its record needs a name of its own
+DEFAULT_GRACE = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where the keys come from, and how long a retired one stays published: the
+    DKIM_SELECTOR, DKIM_KEY_FILE and DKIM_ROTATION_GRACE_DAYS settings."""
+
+    selector: str | None = None
+    key_file: Path | None = None
+    grace: timedelta = DEFAULT_GRACE
+
+    async def active(self, session: AsyncSession, now: datetime) -> list[SigningKey]:
+        return await active_keys(session, now=now, selector=self.selector, key_file=self.key_file)
+
+    async def published(self, session: AsyncSession, now: datetime) -> list[SigningKey]:
+        return await published(
+            session, now, self.grace, selector=self.selector, key_file=self.key_file
+        )
 
 
 async def active_keys(

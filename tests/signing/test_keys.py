@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from app.errors import SigningKeyInvalid
 from app.signing.keys import dated_selector, generate_ed25519, generate_rsa, load_pem
+from tests.peers.dkim_keys import rsa_key
 from tests.peers.tools import require_tool
 
 NOW = datetime(2026, 12, 3, 19, 0, tzinfo=UTC)
@@ -149,3 +150,9 @@ def test_load_pem_refuses_what_is_not_pem(tmp_path: Path) -> None:
 def test_load_pem_refuses_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SigningKeyInvalid, match="cannot read the DKIM key file"):
         load_pem(tmp_path / "absent.pem", "s", NOW)
+
+
+def test_load_pem_record_matches_openssls_public_key(tmp_path: Path) -> None:
+    made = rsa_key(tmp_path)  # the record computed by openssl, not by us
+    path = tmp_path / "key.pem"
+    assert load_pem(path, "s", NOW).record() == made.record
