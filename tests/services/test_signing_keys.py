@@ -139,3 +139,30 @@ async def test_published_with_a_key_file_is_that_key(session: AsyncSession, tmp_
     path.write_bytes(generate_rsa("x", NOW).private_key)
     keys = await signing_keys.published(session, NOW, GRACE, selector="mine", key_file=path)
     assert names(keys) == [("mine", "rsa-sha256")]
+
+
+async def test_rotate_two_at_once_lose_no_key(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # The second waits for the first's commit (PostgreSQL: the row's lock, then finds the
+    # row changed and keeps the first's keys; SQLite: the write lock, then rotates again).
+    await keys_of_a_node(sessionmaker)
+    async with sessionmaker() as first_node:
+        first = await signing_keys.rotate(first_node, NOW)
+
+        async def rotate_on_another_node() -> list[SigningKey]:
+            async with sessionmaker() as session, session.begin():
+                return await signing_keys.rotate(session, NOW)
+
+        second = asyncio.create_task(rotate_on_another_node())
+        await asyncio.sleep(0.5)
+        assert not second.done()
+        await first_node.commit()
+    second_keys = await asyncio.wait_for(second, 10)
+    async with sessionmaker() as session:
+        active = await signing_keys.active_keys(session, now=NOW)
+        kept = await signing_keys.published(session, NOW, GRACE)
+    assert active == second_keys
+    kept_selectors = {key.selector for key in kept}
+    assert {key.selector for key in first + second_keys} <= kept_selectors
+    assert len(kept_selectors) == len(kept)  # no selector twice
