@@ -22,6 +22,8 @@ from pydantic import Field, FilePath, ValidationError, field_validator, model_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+SELECTOR = re.compile(rf"{LABEL}(?:\.{LABEL})*")
 OCTET_DOT = re.compile(r"\.(?![^\[]*\])")  # a dot between octets, not in a [2..11]
 
 
@@ -202,6 +204,23 @@ class Settings(BaseSettings):
     rspamd_password: str | None = None
     rspamd_failure: Literal["accept", "tempfail"] = "accept"
     rspamd_timeout: float = Field(default=15.0, gt=0, le=300)
+    # Our own DKIM signature on every forwarded copy, beside the ARC seal (app.signing).
+    dkim_sign: bool = True
+    # The d= of our signature and seal; unset: HOSTNAME (README's Deliverability).
+    signing_domain: str = ""
+    # The selector; unset: dated, "mr" and the year and month the key was made (mr202612),
+    # so a rotation publishes beside the old record rather than over it.
+    dkim_selector: str | None = None
+    # A PEM RSA private key (1024 bits or more) used instead of the one generated and
+    # shared through the database; its selector is DKIM_SELECTOR, or the dated one.
+    dkim_key_file: FilePath | None = None
+    # Days a rotated-out key's record stays listed to publish: mail signed just before a
+    # rotation may still be on its way, and is verified against that record.
+    dkim_rotation_grace_days: int = Field(default=7, ge=0, le=365)
+
+    @property
+    def dkim_rotation_grace(self) -> timedelta:
+        return timedelta(days=self.dkim_rotation_grace_days)
 
     @field_validator("smarthost")
     @classmethod
@@ -304,6 +323,28 @@ class Settings(BaseSettings):
         if not value or any(not label for label in value.split(".")):
             raise ValueError("must be a host name such as mx.example.org")
         return value
+
+    @field_validator("signing_domain")
+    @classmethod
+    def _signing_domain(cls, value: str) -> str:
+        value = value.strip().rstrip(".").lower()
+        if value and (any(not label for label in value.split(".")) or " " in value):
+            raise ValueError("must be a domain name such as example.org")
+        return value
+
+    @model_validator(mode="after")
+    def _signing_domain_default(self) -> Settings:
+        if not self.signing_domain:
+            self.signing_domain = self.hostname
+        return self
+
+    @field_validator("dkim_selector")
+    @classmethod
+    def _dkim_selector(cls, value: str | None) -> str | None:
+        # RFC 6376 3.1: a selector is one or more dot-separated labels.
+        if value is not None and not SELECTOR.fullmatch(value.strip()):
+            raise ValueError("must be letters, digits and hyphens (dots between labels)")
+        return value.strip().lower() if value else None
 
     @field_validator("public_url")
     @classmethod

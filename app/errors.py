@@ -37,7 +37,9 @@ Every class has a ``code``: the stable, machine-readable name the API puts in
     ├── SpamFilterUnavailable     raised by app.inbound_auth.rspamd: the content filter could
     │                               not be reached, took too long, or answered nonsense
     └── SigningError              raised by app.signing.sign: a key that cannot be used, or a
-                                    message dkimpy cannot sign (never says the key)
+        │                           message dkimpy cannot sign (never says the key)
+        └── SigningKeyInvalid      raised by app.signing.keys: MAILROUTE_DKIM_KEY_FILE cannot
+                                     be read, is not an RSA key, or is under 1024 bits
 """
 
 from __future__ import annotations
@@ -173,3 +175,7 @@ class SpamFilterUnavailable(MailrouteError):
 
 class SigningError(MailrouteError):
     code = "signing_failed"
+
+
+class SigningKeyInvalid(SigningError):
+    code = "signing_key_invalid"

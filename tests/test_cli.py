@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dkim
 import pytest
 
 from app.db import migrate
+from app.signing.keys import generate_rsa
 from tests.peers.dnsmasq import Dnsmasq, Zone
 
 MAILROUTE = Path(sys.executable).with_name("mailroute")
@@ -148,3 +151,90 @@ def test_cli_blocks_unknown_scope_is_an_error(database: str) -> None:
         1,
         "mailroute: no domain named nowhere.example",
     )
+
+
+# --- mailroute dkim ---------------------------------------------------------------------
+
+
+def dkim_lines(output: str) -> list[tuple[str, str, str]]:
+    """(name, type, value) of each record line; comment lines left out."""
+    records = []
+    for line in output.strip().splitlines():
+        if not line.startswith("#") and " TXT " in line:
+            name, rdtype, value = line.split(" ", 2)
+            records.append((name, rdtype, value))
+    return records
+
+
+def test_cli_dkim_show_prints_the_generated_keys_records(database: str) -> None:
+    result = run(database, "dkim", "show")
+    assert result.returncode == 0, result.stderr
+    records = dkim_lines(result.stdout)
+    selector = f"mr{datetime.now(UTC):%Y%m}"
+    assert [(name, rdtype) for name, rdtype, _ in records] == [
+        (f"{selector}._domainkey.mx.example.org", "TXT"),
+        (f"{selector}-ed._domainkey.mx.example.org", "TXT"),
+    ]
+    assert records[0][2].startswith("v=DKIM1; k=rsa; p=")
+    assert records[1][2].startswith("v=DKIM1; k=ed25519; p=")
+    _pk, bits, _ktag, _seq = dkim.evaluate_pk(records[0][0], records[0][2])
+    assert bits == 2048
+    assert "#" not in result.stdout  # nothing retired
+    assert run(database, "dkim", "show").stdout == result.stdout  # stored, not made anew
+
+
+def test_cli_dkim_show_names_the_signing_domain(database: str) -> None:
+    env = {"MAILROUTE_SIGNING_DOMAIN": "example.org", "MAILROUTE_DKIM_SELECTOR": "relay"}
+    result = run(database, "dkim", "show", env=env)
+    assert result.returncode == 0, result.stderr
+    assert [name for name, _, _ in dkim_lines(result.stdout)] == [
+        "relay._domainkey.example.org",
+        "relay-ed._domainkey.example.org",
+    ]
+
+
+def test_cli_dkim_rotate_prints_new_records_and_keeps_the_old(database: str) -> None:
+    before = dkim_lines(run(database, "dkim", "show").stdout)
+    result = run(database, "dkim", "rotate")
+    assert result.returncode == 0, result.stderr
+    fresh = dkim_lines(result.stdout)
+    assert len(fresh) == 2 and not set(fresh) & set(before)
+    selector = f"mr{datetime.now(UTC):%Y%m}b"
+    assert [name for name, _, _ in fresh] == [
+        f"{selector}._domainkey.mx.example.org",
+        f"{selector}-ed._domainkey.mx.example.org",
+    ]
+    until = (datetime.now(UTC) + timedelta(days=7)).date().isoformat()
+    assert "stay valid for 7 days" in result.stdout and until in result.stdout
+
+    shown = run(database, "dkim", "show")
+    assert dkim_lines(shown.stdout) == before + fresh
+    comments = [line for line in shown.stdout.splitlines() if line.startswith("#")]
+    assert len(comments) == 2
+    assert all("in its grace period" in line and until in line for line in comments)
+
+    after_grace = run(database, "dkim", "show", env={"MAILROUTE_DKIM_ROTATION_GRACE_DAYS": "0"})
+    assert dkim_lines(after_grace.stdout) == fresh
+
+
+def test_cli_dkim_key_file_is_shown_and_not_rotated(database: str, tmp_path: Path) -> None:
+    path = tmp_path / "dkim.pem"
+    key = generate_rsa("ignored", datetime.now(UTC))
+    path.write_bytes(key.private_key)
+    env = {"MAILROUTE_DKIM_KEY_FILE": str(path), "MAILROUTE_DKIM_SELECTOR": "mine"}
+    shown = run(database, "dkim", "show", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert dkim_lines(shown.stdout) == [("mine._domainkey.mx.example.org", "TXT", key.record())]
+    rotated = run(database, "dkim", "rotate", env=env)
+    assert rotated.returncode == 1
+    assert "MAILROUTE_DKIM_KEY_FILE" in rotated.stderr
+
+
+def test_cli_dkim_bad_key_file_is_one_line(database: str, tmp_path: Path) -> None:
+    path = tmp_path / "dkim.pem"
+    path.write_text("not a key\n")
+    result = run(database, "dkim", "show", env={"MAILROUTE_DKIM_KEY_FILE": str(path)})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"mailroute: {path} is not an unencrypted PEM private key (such as openssl genrsa writes)"
+    ]

@@ -242,3 +242,37 @@ def test_settings_rspamd_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> No
     assert load_settings(hostname="mx.example.org").rspamd_url == "http://127.0.0.1:11333"
     monkeypatch.setenv("MAILROUTE_RSPAMD_URL", "")
     assert load_settings(hostname="mx.example.org").rspamd_url is None
+
+
+def test_settings_signing_defaults() -> None:
+    settings = load_settings(hostname="MX.Example.org")
+    assert settings.dkim_sign is True
+    assert settings.signing_domain == "mx.example.org"
+    assert (settings.dkim_selector, settings.dkim_key_file) == (None, None)
+    assert settings.dkim_rotation_grace_days == 7
+
+
+def test_settings_signing_domain_and_selector_normalized() -> None:
+    settings = load_settings(
+        hostname="mx.example.org", signing_domain="Example.ORG.", dkim_selector="Relay.2026"
+    )
+    assert (settings.signing_domain, settings.dkim_selector) == ("example.org", "relay.2026")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("signing_domain", "example..org", "must be a domain name such as example.org"),
+        ("dkim_selector", "mr_2026", "must be letters, digits and hyphens"),
+        ("dkim_selector", "mr.", "must be letters, digits and hyphens"),
+        ("dkim_rotation_grace_days", "-1", "greater than or equal to 0"),
+    ],
+)
+def test_settings_signing_bad_values(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=f"MAILROUTE_{name.upper()}: .*{message}"):
+        load_settings(hostname="mx.example.org", **{name: value})
+
+
+def test_settings_dkim_key_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="MAILROUTE_DKIM_KEY_FILE"):
+        load_settings(hostname="mx.example.org", dkim_key_file=str(tmp_path / "absent.pem"))

@@ -22,6 +22,7 @@ from app.api.routes import (
     health,
     queue,
     route,
+    server,
     tokens,
     verify,
 )
@@ -68,6 +69,7 @@ def create_app(context: ApiContext) -> FastAPI:
         tokens,
         activity,
         queue,
+        server,
     ):
         protected.include_router(module.router)
     v1 = APIRouter(prefix="/v1")

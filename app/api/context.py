@@ -13,6 +13,7 @@ from app.resolver import Resolver
 from app.routing.networks import GLOBAL_ONLY, DeliveryNetworks
 from app.routing.srs import Srs
 from app.services.destinations import MailIdentity
+from app.services.signing_keys import KeySource
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +34,6 @@ class ApiContext:
     srs: Srs | None = None
     postmaster: str | None = None
     max_body_size: int = 1024 * 1024  # bytes of a request body; past it 413
+    # Our DKIM signature's d= (None: the host name) and keys, for the DNS records to publish.
+    signing_domain: str | None = None
+    signing_keys: KeySource = KeySource()

@@ -19,6 +19,7 @@ from app.resolver import Resolver
 from app.routing.networks import DeliveryNetworks
 from app.routing.srs import Srs
 from app.services.destinations import MailIdentity
+from app.services.signing_keys import KeySource
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -52,6 +53,8 @@ async def run_api(
         srs=srs,
         postmaster=s.postmaster,
         max_body_size=s.api_max_body_size,
+        signing_domain=s.signing_domain,
+        signing_keys=KeySource(s.dkim_selector, s.dkim_key_file, s.dkim_rotation_grace),
     )
     redaction.install()
     server = EmbeddedServer(uvicorn_config(s, create_app(context)))

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from app.cli import aliases, blocks, destinations, domains, queue, running, tokens
+from app.cli import aliases, blocks, destinations, dkim, domains, queue, running, tokens
 from app.config import SettingsError
 
 cli = typer.Typer(help="mailroute: email routing for your domains.", no_args_is_help=True)
@@ -22,6 +22,7 @@ cli.add_typer(aliases.cli, name="alias")
 cli.add_typer(destinations.cli, name="destination")
 cli.add_typer(blocks.cli, name="block")
 cli.add_typer(queue.cli, name="queue")
+cli.add_typer(dkim.cli, name="dkim")
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from app.api.routes import (
     domains,
     queue,
     route,
+    server,
     tokens,
     verify,
 )
@@ -41,6 +42,7 @@ V1_ROUTE_MODULES = (
     domains,
     queue,
     route,
+    server,
     tokens,
     verify,
 )

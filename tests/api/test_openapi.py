@@ -113,6 +113,7 @@ def test_openapi_lists_every_endpoint() -> None:
         ("PATCH", "/v1/domains/{name}"),
         ("DELETE", "/v1/domains/{name}"),
         ("GET", "/v1/domains/{name}/dns"),
+        ("GET", "/v1/server/dns"),
         ("GET", "/v1/domains/{domain}/aliases"),
         ("POST", "/v1/domains/{domain}/aliases"),
         ("GET", "/v1/domains/{domain}/aliases/{local_part}"),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Response
 
 from app.api.deps import ContextDep, SessionDep
@@ -49,10 +51,14 @@ async def delete_domain(name: str, session: SessionDep) -> Response:
 
 @router.get("/{name}/dns", summary="DNS records to publish")
 async def domain_dns(name: str, session: SessionDep, context: ContextDep) -> list[DnsRecordPublic]:
-    """The MX, SPF and DMARC records the owner publishes, each checked live in DNS."""
+    """The MX, SPF and DMARC records to publish, and our DKIM keys', each checked live."""
     domain = await domains.get_domain(session, name)
+    keys = await context.signing_keys.published(session, datetime.now(UTC))
     await session.commit()  # release the database before waiting on DNS
-    records = await dns_records.required_records(
-        context.resolver, domain.name, context.identity.hostname
+    hostname = context.identity.hostname
+    records = await dns_records.required_records(context.resolver, domain.name, hostname)
+    # Receivers look up the key of our signature and seal on what we forward from it.
+    records += await dns_records.dkim_records(
+        context.resolver, context.signing_domain or hostname, keys, context.signing_keys.grace
     )
     return [DnsRecordPublic.model_validate(r, from_attributes=True) for r in records]
