@@ -21,6 +21,7 @@ from app.delivery.relay import RelayConfig
 from app.delivery.worker import DeliveryWorker, WorkerConfig
 from app.routing.networks import DeliveryNetworks
 from app.runtime import Runtime, together
+from app.runtime.signing import live_signing
 from app.services import activity, queue
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,13 @@ def delivery_worker(rt: Runtime) -> DeliveryWorker:
         connection_idle=IDLE_LIMIT,
         linger=LINGER,
     )
-    return DeliveryWorker(rt.sessionmaker, rt.resolver, config, transactions=rt.transactions)
+    return DeliveryWorker(
+        rt.sessionmaker,
+        rt.resolver,
+        config,
+        transactions=rt.transactions,
+        signing=live_signing(s, rt.sessionmaker),
+    )
 
 
 def _relay_config(s: Settings, smarthost: Target | None) -> RelayConfig:

@@ -17,6 +17,7 @@ import smtplib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -33,7 +34,9 @@ from app.resolver import DnsResolver
 from app.routing import Action
 from app.routing.networks import DeliveryNetworks
 from app.routing.srs import Srs
+from app.runtime.signing import LiveSigning
 from app.services import aliases, destinations, domains
+from app.services.signing_keys import KeySource
 from app.smtp.handler import InboundConfig, InboundHandler
 from app.smtp.server import start_server
 from tests.conftest import HOSTNAME
@@ -54,6 +57,8 @@ DKIM_DOMAIN = "sender.example"
 LOOPBACK_ALLOWED = DeliveryNetworks(allowed=(ipaddress.ip_network("127.0.0.0/8"),))
 DKIM_SELECTOR = "sel"
 DKIM_KEY_NAME = f"{DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}"
+SIGNING_SELECTOR = "mr202612"  # our own key's, signing as HOSTNAME
+SIGNING_KEY_NAME = f"{SIGNING_SELECTOR}._domainkey.{HOSTNAME}"
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +76,31 @@ def merged(*zones: Zone) -> Zone:
     )
 
 
+@pytest.fixture(scope="session")
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Key]:
+    """Our own signing key (MAILROUTE_DKIM_KEY_FILE), and its record."""
+    key = rsa_key(tmp_path_factory.mktemp("signing"))
+    path = tmp_path_factory.mktemp("signing-file") / "dkim.pem"
+    path.write_bytes(key.private)
+    return path, key
+
+
 @pytest.fixture
-def dnsmasq_zone(postfix_server: Postfix, postfix_tls_server: Postfix, dkim_key: Key) -> Zone:
-    """MX records to both Postfix instances, and the DKIM key of sender.example."""
-    dkim = Zone(txt=[(DKIM_KEY_NAME, txt_strings(dkim_key.record))], local_domains=[DKIM_DOMAIN])
+def dnsmasq_zone(
+    postfix_server: Postfix,
+    postfix_tls_server: Postfix,
+    dkim_key: Key,
+    signing_key_file: tuple[Path, Key],
+) -> Zone:
+    """MX records to both Postfix instances, the DKIM key of sender.example, and ours."""
+    ours = signing_key_file[1]
+    dkim = Zone(
+        txt=[
+            (DKIM_KEY_NAME, txt_strings(dkim_key.record)),
+            (SIGNING_KEY_NAME, txt_strings(ours.record)),
+        ],
+        local_domains=[DKIM_DOMAIN],
+    )
     return merged(postfix_server.zone(), postfix_tls_server.zone(), dkim)
 
 
@@ -203,6 +229,7 @@ async def start_mailroute(
     dns_resolver: DnsResolver,
     dnsmasq: Dnsmasq,
     postfix: Postfix,
+    signing_key_file: tuple[Path, Key],
 ) -> AsyncIterator[MailrouteFactory]:
     """Start mailroute (``inline_timeout`` 0: queue only) serving example.org and
     catchall.example; every server started is closed when the test ends."""
@@ -212,8 +239,11 @@ async def start_mailroute(
         await domains.create_domain(session, DOMAIN)
         await domains.create_domain(session, CATCH_ALL_DOMAIN)
 
-    async def start(inline_timeout: float = 0.0, checks: Mode | None = None) -> Mailroute:
-        """``checks``: the inbound checks' mode (through dnsmasq); None: none."""
+    async def start(
+        inline_timeout: float = 0.0, checks: Mode | None = None, signing: bool = False
+    ) -> Mailroute:
+        """``checks``: the inbound checks' mode (through dnsmasq); None: none.
+        ``signing``: our DKIM signature and ARC seal, with signing_key_file's key."""
         srs = Srs(SRS_SECRET, HOSTNAME)
         config = WorkerConfig(
             hostname=HOSTNAME,
@@ -221,7 +251,13 @@ async def start_mailroute(
             relay=RelayConfig(local_hostname=HOSTNAME, timeout=STEP_TIMEOUT / 2),
             networks=LOOPBACK_ALLOWED,
         )
-        worker = DeliveryWorker(sessionmaker, dns_resolver, config, jitter=lambda: 0.5)
+        worker = DeliveryWorker(
+            sessionmaker,
+            dns_resolver,
+            config,
+            jitter=lambda: 0.5,
+            signing=live_signing() if signing else None,
+        )
         handler = InboundHandler(
             sessionmaker,
             srs,
@@ -240,6 +276,10 @@ async def start_mailroute(
         handlers.append(handler)
         port = server.sockets[0].getsockname()[1]
         return Mailroute("127.0.0.1", port, handler, worker, sessionmaker, srs)
+
+    def live_signing() -> LiveSigning:
+        source = KeySource(SIGNING_SELECTOR, signing_key_file[0])
+        return LiveSigning(sessionmaker, source, domain=HOSTNAME, authserv_id=HOSTNAME, dkim=True)
 
     def inbound_checks(mode: Mode) -> InboundChecks:
         nameservers = [(dnsmasq.host, dnsmasq.port)]
