@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db.engine import session_scope
+from app.db.errors import OUTAGE_ERRORS
 from app.db.types import utcnow
+from app.errors import SigningError
 from app.services.signing_keys import KeySource
 from app.signing.sign import Signer
 
@@ -57,8 +59,13 @@ class LiveSigning:
         SigningError for keys that cannot be used, SigningKeyInvalid for a bad key file."""
         async with self._lock:
             if self._signers is None or time.monotonic() - self._loaded_at > self.refresh:
-                async with session_scope(self.sessionmaker) as session:
-                    keys = await self.source.active(session, self.clock())
+                try:
+                    async with session_scope(self.sessionmaker) as session:
+                        keys = await self.source.active(session, self.clock())
+                except OUTAGE_ERRORS as exc:
+                    if self._signers is None:
+                        raise SigningError(f"the keys cannot be read: {exc!r}") from exc
+                    return self._signers  # the keys of a minute ago still sign
                 self._signers = (
                     Signer(self.domain, self.authserv_id, keys, self.dkim),
                     Signer(self.domain, None, keys, self.dkim),
