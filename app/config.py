@@ -206,6 +206,8 @@ class Settings(BaseSettings):
     rspamd_timeout: float = Field(default=15.0, gt=0, le=300)
     # Our own DKIM signature on every forwarded copy, beside the ARC seal (app.signing).
     dkim_sign: bool = True
+    # The ARC seal (RFC 8617) on every forwarded copy the inbound checks saw (app.signing).
+    arc_seal: bool = True
     # The d= of our signature and seal; unset: HOSTNAME (README's Deliverability).
     signing_domain: str = ""
     # The selector; unset: dated, "mr" and the year and month the key was made (mr202612),

@@ -33,7 +33,7 @@ class LiveSigning:
         source: KeySource,
         *,
         domain: str,
-        authserv_id: str,
+        authserv_id: str | None,  # None: no ARC seal
         dkim: bool,
         clock: Callable[[], datetime] = utcnow,
         refresh: float = REFRESH,
@@ -74,8 +74,15 @@ class LiveSigning:
             return self._signers
 
 
-def live_signing(s: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> LiveSigning:
+def live_signing(s: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> LiveSigning | None:
+    """The worker's signing as DKIM_SIGN and ARC_SEAL say; None when both are off."""
+    if not (s.dkim_sign or s.arc_seal):
+        return None
     source = KeySource(s.dkim_selector, s.dkim_key_file, s.dkim_rotation_grace)
     return LiveSigning(
-        sessionmaker, source, domain=s.signing_domain, authserv_id=s.hostname, dkim=s.dkim_sign
+        sessionmaker,
+        source,
+        domain=s.signing_domain,
+        authserv_id=s.hostname if s.arc_seal else None,
+        dkim=s.dkim_sign,
     )
