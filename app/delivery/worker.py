@@ -232,20 +232,21 @@ class DeliveryWorker:
         return outcomes
 
     async def _sign(self, claimed: list[Delivery]) -> tuple[dict[int, bytes], dict[int, str]]:
-        """Our fields for each forwarded message of the batch, made once however many
-        destinations it has; and, for those that could not be signed, why."""
+        """Our fields for each message of the batch, made once however many destinations
+        it has; and, for those that could not be signed, why. Our own DSNs and
+        verification mail get our DKIM signature too; only forwarded mail is sealed."""
         prefixes: dict[int, bytes] = {}
         unsigned: dict[int, str] = {}
         if self.signing is None:
             return prefixes, unsigned
         for delivery in claimed:
             message = delivery.message
-            if message.kind != "inbound" or message.id in prefixes or message.id in unsigned:
+            if message.id in prefixes or message.id in unsigned:
                 continue
+            # Stored without the checks, an Authentication-Results under our name would
+            # be the sender's: nothing to seal.
+            checked = message.kind == "inbound" and message.spf is not None
             try:
-                # Stored without the checks, an Authentication-Results under our name
-                # would be the sender's: nothing to seal.
-                checked = message.spf is not None
                 prefixes[message.id] = await self.signing.fields(message.content, checked=checked)
             except SigningError as exc:
                 log.error("message %s sent unsigned: %s", message.queue_id, exc)

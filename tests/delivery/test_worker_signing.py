@@ -1,5 +1,5 @@
-"""The worker puts our signatures (app.delivery.worker.Signing) in front of each forwarded
-copy: made once per message, whatever its destinations; a message that cannot be signed
+"""The worker puts our signatures (app.delivery.worker.Signing) in front of each message
+it sends: made once per message, whatever its destinations; a message that cannot be signed
 still goes, unsigned, and the activity log says why. The signing itself is tested in
 tests/signing; here a recording stand-in makes the fields."""
 
@@ -92,7 +92,7 @@ async def test_worker_sends_unsigned_when_signing_fails_and_logs_why(
     assert "sent unsigned: the key cannot be read" in caplog.text
 
 
-async def test_worker_signs_only_forwarded_mail(
+async def test_worker_signs_our_own_mail_without_a_seal(
     sessionmaker: Sessionmaker, sink: Sink, clock: Clock
 ) -> None:
     signing = Recording()
@@ -107,4 +107,5 @@ async def test_worker_signs_only_forwarded_mail(
             now=clock(),
         )
     await signing_worker(sessionmaker, sink, clock, signing).run_once()
-    assert len(sink.received) == 1 and signing.signed == []
+    assert [r.content[: len(FIELDS)] for r in sink.received] == [FIELDS]
+    assert signing.checked == [False]
