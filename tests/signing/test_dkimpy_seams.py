@@ -4,11 +4,16 @@ the whole message. After a dkimpy upgrade a failure here names what moved."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import dkim
+import dkim.crypto
 import pytest
 
 from app.message import header_section
 from app.signing import dkimpy_seams
+from tests.peers.dkim_keys import rsa_key
 
 MESSAGES = {
     "crlf": b"From: a@b.example\r\nSubject: one\r\n two\r\n\r\nline 1\r\n\r\nline 2\r\n\r\n\r\n",
@@ -21,7 +26,25 @@ MESSAGES = {
 
 
 def test_dkimpy_seams_every_member_is_checked() -> None:
-    assert set(dkimpy_seams.TOUCHED) == {"DomainSigner.body", "DomainSigner.headers"}
+    assert set(dkimpy_seams.TOUCHED) == {
+        "DomainSigner.body",
+        "DomainSigner.headers",
+        "RSASSA_PKCS1_v1_5_sign",
+    }
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha1"])
+def test_dkimpy_seams_rsa_sign_is_dkimpys_signature_byte_for_byte(
+    tmp_path: Path, algorithm: str
+) -> None:
+    # RSASSA-PKCS1-v1_5 is deterministic: OpenSSL must give exactly dkimpy's bytes.
+    key = dkim.crypto.parse_pem_private_key(rsa_key(tmp_path).private)
+    digest = hashlib.new(algorithm, b"the header hash")
+    ours = dkimpy_seams.rsa_sign(digest, key)
+    assert ours == dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, key)
+    assert dkim.RSASSA_PKCS1_v1_5_sign is dkimpy_seams.rsa_sign  # what dkimpy signs through
+    # ... the name dkimpy's signing looks up when it signs.
+    assert "RSASSA_PKCS1_v1_5_sign" in dkim.DomainSigner.gen_header.__code__.co_names
 
 
 @pytest.mark.parametrize("content", MESSAGES.values(), ids=MESSAGES.keys())
