@@ -16,36 +16,24 @@ The verdict latency is measured in process (``verdicts.py``) against the same dn
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import statistics
-import urllib.request
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from bench import load, service, verdicts
+from bench import load, turns, verdicts
 from bench.context import Context
 from bench.dns import running_dns
-from bench.ports import HOST
-from bench.service import Mailroute
-from bench.sink import Sink, running_sink
+from bench.sink import running_sink
 
 log = logging.getLogger(__name__)
 
 MODES = ("off", "enforce")
 SENDER_DOMAIN = "sender.bench.example"
 SENDER = f"bench@{SENDER_DOMAIN}"
-WARM_UP_MESSAGES = 50
 LATENCY_SAMPLES = 500
 LATENCY_CONCURRENCY = (1, 10)
 # The issue's bound: the checks cost no more than 25% of throughput at 10 sessions.
 TARGET_RATIO = 0.75
-
-
-class ChecksDidNotRun(RuntimeError):
-    """The enforcing server forwarded messages without SPF and DMARC verdicts of pass."""
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -64,128 +52,16 @@ def run(ctx: Context) -> dict[str, Any]:
 
 def throughput(ctx: Context, nameserver: str) -> None:
     """Every cell with the checks off and enforced, then the proof that they ran."""
+    envs = {
+        mode: {"MAILROUTE_INBOUND_AUTH": mode, "MAILROUTE_DNS_NAMESERVERS": nameserver}
+        for mode in MODES
+    }
+    pair = turns.Pair(turns.prepare(ctx, envs))
     with ExitStack() as stack:
         sink = stack.enter_context(running_sink())
-        servers: dict[str, Mailroute] = {}
-        tokens: dict[str, str] = {}
-        for mode in MODES:
-            workdir = ctx.workdir / mode
-            workdir.mkdir(parents=True, exist_ok=True)
-            url = service.reset_database(ctx.database, database_url(ctx.pg_url, mode), workdir)
-            service.provision(url, workdir)
-            tokens[mode] = api_token(url, workdir)
-            env = {"MAILROUTE_INBOUND_AUTH": mode, "MAILROUTE_DNS_NAMESERVERS": nameserver}
-            servers[mode] = stack.enter_context(
-                service.running(url, workdir, smarthost=sink.address, extra_env=env)
-            )
-        sent = dict.fromkeys(MODES, 0)
-        for mode in MODES:
-            # First messages pay for imports, caches and connection pools: not measured.
-            port = servers[mode].smtp_port
-            load.send(port, sink, messages=WARM_UP_MESSAGES, sessions=1, sender=SENDER)
-            sent[mode] += WARM_UP_MESSAGES
-        for sessions in ctx.options.sessions:
-            cell = measure_cell(ctx, sink, servers, sessions)
-            for mode in MODES:
-                sent[mode] += sum(r["messages"] for r in cell["rounds"] if r["mode"] == mode)
-            ctx.emit(f"sessions_{sessions}", cell)
-        ctx.emit("checked", confirm_checked(servers, tokens, sent))
-
-
-def database_url(pg_url: str, mode: str) -> str:
-    """PostgreSQL: ``--pg-url``'s database for "off", one named after it for "enforce"
-    (the two servers must not share a queue). SQLite: each server's work directory."""
-    if mode == "off":
-        return pg_url
-    parts = urlsplit(pg_url)
-    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}_{mode}"))
-
-
-def api_token(url: str, workdir: Path) -> str:
-    env = service.settings_env(url)
-    output = service.mailroute_command(["token", "create", "--name", "bench"], env, workdir)
-    return output.strip().splitlines()[-1]
-
-
-def measure_cell(
-    ctx: Context, sink: Sink, servers: dict[str, Mailroute], sessions: int
-) -> dict[str, Any]:
-    per_round = max(1, ctx.options.messages // ctx.options.rounds)
-    rounds: list[dict[str, Any]] = []
-    for number in range(1, ctx.options.rounds + 1):
-        for mode in MODES:
-            result = load.send(
-                servers[mode].smtp_port,
-                sink,
-                messages=per_round,
-                sessions=sessions,
-                reuse_sessions=ctx.options.reuse_sessions,
-                sender=SENDER,
-            )
-            rounds.append({"round": number, "mode": mode} | result.as_dict())
-            log.info(
-                "%s %s sessions=%d round %d: accepted %.1f/s forwarded %.1f/s",
-                ctx.database,
-                mode,
-                sessions,
-                number,
-                result.accepted_per_s,
-                result.forwarded_per_s,
-            )
-    medians = {
-        mode: {
-            key: round(statistics.median(r[key] for r in rounds if r["mode"] == mode), 1)
-            for key in ("accepted_per_s", "forwarded_per_s")
-        }
-        for mode in MODES
-    }
-    ratio = round(medians["enforce"]["forwarded_per_s"] / medians["off"]["forwarded_per_s"], 3)
-    return {
-        "sessions": sessions,
-        "messages_per_round": per_round,
-        **medians,
-        "ratio_enforce_off": ratio,
-        "rounds": rounds,
-    }
-
-
-def confirm_checked(
-    servers: dict[str, Mailroute], tokens: dict[str, str], sent: dict[str, int]
-) -> dict[str, int]:
-    """How many forwarded messages each server has on record with SPF and DMARC pass;
-    raises ChecksDidNotRun unless that is all the enforcing server's and none of the
-    other's."""
-    passed = {
-        mode: count_activity(
-            servers[mode], tokens[mode], {"status": "forwarded", "spf": "pass", "dmarc": "pass"}
-        )
-        for mode in MODES
-    }
-    if passed["enforce"] != sent["enforce"] or passed["off"] != 0:
-        raise ChecksDidNotRun(
-            f"forwarded with spf=pass dmarc=pass: {passed} of {sent} sent; the enforcing "
-            f"server's log: {servers['enforce'].log_file}"
-        )
-    return {f"{mode}_passed": passed[mode] for mode in MODES} | {
-        f"{mode}_sent": sent[mode] for mode in MODES
-    }
-
-
-def count_activity(server: Mailroute, token: str, where: dict[str, str]) -> int:
-    """The activity rows matching ``where``, page by page through the API."""
-    count, before = 0, None
-    while True:
-        query = where | {"limit": "500"} | ({"before": str(before)} if before else {})
-        request = urllib.request.Request(
-            f"http://{HOST}:{server.api_port}/v1/activity?{urlencode(query)}",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            page = json.load(response)
-        count += len(page["items"])
-        before = page["next_before"]
-        if before is None:
-            return count
+        turns.start(stack, pair, sink, SENDER)
+        turns.measure_cells(ctx, sink, pair, SENDER)
+        ctx.emit("checked", turns.confirm_checked(pair, checking=["enforce"]))
 
 
 async def verdict_latency(dns_port: int, key: verdicts.DkimKey) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from bench.context import Context, Options
 
 log = logging.getLogger("bench")
 
-PARTS = ("forwarding", "routing", "large", "api", "checks")
+PARTS = ("forwarding", "routing", "large", "api", "checks", "signing")
 DATABASES = ("sqlite", "postgresql")
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/mailroute_bench"
 # Sized so the whole suite fits in 15 minutes on a 2-core machine: at 1 session mailroute
@@ -97,9 +97,11 @@ def run_part(module: ModuleType, ctx: Context) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if {"forwarding", "checks"} & set(args.only) and os.geteuid() != 0:
+    if {"forwarding", "checks", "signing"} & set(args.only) and os.geteuid() != 0:
         # master(8) starts its daemons as the postfix user and smtp-sink drops to nobody.
-        sys.stderr.write("bench: the forwarding and checks parts need root (Postfix, smtp-sink)\n")
+        sys.stderr.write(
+            "bench: the forwarding, checks and signing parts need root (Postfix, smtp-sink)\n"
+        )
         return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
