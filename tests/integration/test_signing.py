@@ -6,10 +6,8 @@ real rspamd (its dkim and arc modules), with every key served by dnsmasq."""
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
+from functools import partial
 
 import dkim
 import pytest
@@ -26,10 +24,10 @@ from tests.integration.conftest import (
     wait_for,
 )
 from tests.integration.test_forwarding import txt_from
+from tests.peers import rspamd
 from tests.peers.dkim_keys import Key
 from tests.peers.dnsmasq import Dnsmasq
 from tests.peers.postfix import Postfix
-from tests.peers.rspamd import RspamdDaemon
 
 pytestmark = [pytest.mark.postfix, pytest.mark.dnsmasq]
 
@@ -39,29 +37,8 @@ def rspamd_url(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config, dnsmasq: Dnsmasq
 ) -> Iterator[str]:
     """A real rspamd that looks keys up at this test's dnsmasq."""
-    cache = getattr(pytestconfig, "cache", None)
-    cache_dir: Path | None = cache.mkdir("rspamd-hyperscan") if cache is not None else None
-    daemon = RspamdDaemon(
-        tmp_path_factory.mktemp("rspamd"), cache_dir, (dnsmasq.host, dnsmasq.port)
-    )
-    daemon.start()
-    try:
-        yield daemon.url
-    finally:
-        daemon.stop()
-
-
-def rspamd_symbols(url: str, delivered: bytes) -> dict[str, dict[str, object]]:
-    request = urllib.request.Request(
-        f"{url}/checkv2",
-        data=delivered,
-        # Not a loopback address: rspamd checks no DKIM of mail from a local network.
-        headers={"IP": "192.0.2.25", "From": f"alice@{DKIM_DOMAIN}", "Rcpt": "x@example.org"},
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=60) as reply:
-        symbols: dict[str, dict[str, object]] = json.load(reply)["symbols"]
-    return symbols
+    with rspamd.running_rspamd(tmp_path_factory, pytestconfig, (dnsmasq.host, dnsmasq.port)) as url:
+        yield url
 
 
 async def test_forwarded_copy_is_sealed_and_signed_and_verifies_elsewhere(
@@ -96,7 +73,11 @@ async def test_forwarded_copy_is_sealed_and_signed_and_verifies_elsewhere(
     cv, _results, reason = await asyncio.to_thread(dkim.arc_verify, delivered, None, lookup)
     assert cv == dkim.CV_Pass, reason
     # rspamd: both DKIM signatures allowed, and our seal.
-    symbols = await asyncio.to_thread(rspamd_symbols, rspamd_url, delivered)
+    symbols = await asyncio.to_thread(
+        partial(rspamd.symbols, sender=f"alice@{DKIM_DOMAIN}", rcpt="x@example.org"),
+        rspamd_url,
+        delivered,
+    )
     assert set(symbols["R_DKIM_ALLOW"]["options"]) == {  # type: ignore[arg-type]
         f"{HOSTNAME}:s={SIGNING_SELECTOR}",
         f"{DKIM_DOMAIN}:s={DKIM_SELECTOR}",

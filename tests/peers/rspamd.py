@@ -16,6 +16,8 @@ a later run starts in about a second.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,7 +25,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.peers.processes import end_group
 from tests.peers.tools import free_port, require_tool
@@ -192,3 +198,34 @@ class RspamdDaemon:
             pass
         process.wait(timeout=10)
         end_group(process.pid, timeout=10)
+
+
+@contextlib.contextmanager
+def running_rspamd(
+    tmp_path_factory: pytest.TempPathFactory,
+    pytestconfig: pytest.Config,
+    nameserver: tuple[str, int] | None = None,
+) -> Iterator[str]:
+    """A real rspamd for a fixture (its compiled rules kept in pytest's cache); its URL."""
+    cache = getattr(pytestconfig, "cache", None)  # None with -p no:cacheprovider
+    cache_dir = cache.mkdir("rspamd-hyperscan") if cache is not None else None
+    daemon = RspamdDaemon(tmp_path_factory.mktemp("rspamd"), cache_dir, nameserver)
+    daemon.start()
+    try:
+        yield daemon.url
+    finally:
+        daemon.stop()
+
+
+def symbols(url: str, message: bytes, *, sender: str, rcpt: str) -> dict[str, Any]:
+    """rspamd's symbols for ``message`` (``/checkv2``), sent as from a client outside:
+    rspamd checks no DKIM or ARC of mail from a local network."""
+    request = urllib.request.Request(
+        f"{url}/checkv2",
+        data=message,
+        headers={"IP": "192.0.2.25", "From": sender, "Rcpt": rcpt},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=60) as reply:
+        found: dict[str, Any] = json.load(reply)["symbols"]
+    return found

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import dns.resolver
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from tests.peers import dkim_keys
 from tests.peers.dkim_keys import Key, txt_strings
 from tests.peers.dnsmasq import Dnsmasq, Zone
-from tests.peers.rspamd import RspamdDaemon
+from tests.peers.rspamd import running_rspamd
 
 OUR_DOMAIN = "forward.sign.test"  # d= of our signatures
 AUTHSERV_ID = "mx.forward.sign.test"  # our MAILROUTE_HOSTNAME
@@ -85,13 +84,7 @@ def signing_rspamd(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config, signing_dns: Dnsmasq
 ) -> Iterator[str]:
     """A real rspamd whose DNS is dnsmasq: its dkim and arc modules find our keys."""
-    cache = getattr(pytestconfig, "cache", None)
-    cache_dir: Path | None = cache.mkdir("rspamd-hyperscan") if cache is not None else None
-    daemon = RspamdDaemon(
-        tmp_path_factory.mktemp("rspamd"), cache_dir, (signing_dns.host, signing_dns.port)
-    )
-    daemon.start()
-    try:
-        yield daemon.url
-    finally:
-        daemon.stop()
+    with running_rspamd(
+        tmp_path_factory, pytestconfig, (signing_dns.host, signing_dns.port)
+    ) as url:
+        yield url
