@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.api.app import create_app
 from app.api.context import ApiContext
-from app.resolver import DnsResolver
 from app.routing.networks import DeliveryNetworks
+from tests.api.dnsmasq_client import dnsmasq_client
 from tests.conftest import HOSTNAME
 from tests.peers.dnsmasq import Dnsmasq, Zone
 
@@ -48,16 +47,8 @@ async def live_client(
     api_token: str,
     delivery_networks: DeliveryNetworks,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    context = ApiContext(
-        sessionmaker=api_context.sessionmaker,
-        resolver=DnsResolver([(dnsmasq.host, dnsmasq.port)], lifetime=3),
-        identity=api_context.identity,
-        delivery_networks=delivery_networks,
-    )
-    transport = httpx.ASGITransport(app=create_app(context))
-    headers = {"Authorization": f"Bearer {api_token}"}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://mailroute.test", headers=headers
+    async with dnsmasq_client(
+        api_context, dnsmasq, api_token, delivery_networks=delivery_networks
     ) as client:
         yield client
 

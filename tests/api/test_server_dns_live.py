@@ -9,11 +9,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.api.app import create_app
 from app.api.context import ApiContext
-from app.resolver import DnsResolver
 from app.services import signing_keys
 from app.signing.keys import SigningKey
+from tests.api.dnsmasq_client import dnsmasq_client
 from tests.conftest import HOSTNAME
 from tests.peers.dkim_keys import txt_strings
 from tests.peers.dnsmasq import Dnsmasq, Zone
@@ -49,16 +48,8 @@ def signing_domain() -> str | None:
 async def live_client(
     api_context: ApiContext, dnsmasq: Dnsmasq, api_token: str, signing_domain: str | None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    context = ApiContext(
-        sessionmaker=api_context.sessionmaker,
-        resolver=DnsResolver([(dnsmasq.host, dnsmasq.port)], lifetime=3),
-        identity=api_context.identity,
-        signing_domain=signing_domain,
-    )
-    transport = httpx.ASGITransport(app=create_app(context))
-    headers = {"Authorization": f"Bearer {api_token}"}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://mailroute.test", headers=headers
+    async with dnsmasq_client(
+        api_context, dnsmasq, api_token, signing_domain=signing_domain
     ) as client:
         yield client
 
