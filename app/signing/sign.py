@@ -37,11 +37,11 @@ results we would not have, and dkimpy itself ends the chain there ("no AR header
 found"). A chain dkimpy cannot continue (an arc=fail with no instance it can number, more
 than 50 sets) also gets no ARC set, and the message keeps our DKIM signature.
 
-Memory: dkimpy takes the message as ``bytes`` and would split all of it into lines, once
-for DKIM and once more for the ARC set (see app/signing/dkimpy_seams.py). Its signers are
-built here from the header section and one copy of the body, shared by every signature and
-the ARC set; only the header section is copied again. tests/signing/test_sign.py bounds the
-peak for a 25 MiB message.
+Memory: dkimpy takes the message as ``bytes``, splits all of it into lines, and copies the
+body to canonicalize it, for each signature and the ARC set. Our signers are built from
+the header section and the body's digests, computed once from the stored content in 64 KiB
+pieces (app.signing.body_hash, app.signing.dkimpy_seams): only the header section is copied.
+tests/signing/test_sign.py bounds the peak for a 25 MiB message.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 from app.errors import SigningError
 from app.message import Octets, header_section
 from app.signing import dkimpy_seams
+from app.signing.body_hash import BodyDigests, body_digests
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +122,15 @@ class Signer:
         covered = covered_fields([m.group("name") for m in fields], _sender_covered(fields))
         # A header section longer than header_section looks (MAX_HEADER_SCAN) is signed the
         # slow way, and not sealed: a forged Authentication-Results could hide past it.
-        body = dkimpy_seams.body_of(content, head)
+        start = dkimpy_seams.body_start(content, head)
+        body = None if start is None else body_digests(memoryview(content)[start:])
         signatures = self._dkim_signatures(content, head, body, covered) if self.dkim else b""
         if body is None or self.authserv_id is None or not _ours(fields, self.authserv_id):
             return signatures
         return self._arc_set(_without_foreign_results(head, fields), body, covered, signatures)
 
     def _dkim_signatures(
-        self, content: Octets, head: bytes, body: bytes | None, covered: list[bytes]
+        self, content: Octets, head: bytes, body: BodyDigests | None, covered: list[bytes]
     ) -> bytes:
         keys = sorted(self.keys, key=lambda key: key.algorithm != RSA_SHA256)  # RSA first
         try:
@@ -150,7 +152,9 @@ class Signer:
         except dkim.DKIMException as exc:
             raise SigningError(f"dkimpy could not sign: {type(exc).__name__}") from exc
 
-    def _arc_set(self, head: bytes, body: bytes, covered: list[bytes], signatures: bytes) -> bytes:
+    def _arc_set(
+        self, head: bytes, body: BodyDigests, covered: list[bytes], signatures: bytes
+    ) -> bytes:
         """The ARC set over ``signatures`` + ``head`` + ``body``, as ``dkim.arc_sign`` makes it."""
         assert self.authserv_id is not None
         try:

@@ -343,7 +343,9 @@ def test_sign_peak_memory_for_a_25_mib_message(
         tracemalloc.stop()
     record_property("peak_mib", round(peak / 2**20, 1))
     record_property("message_mib", round(size / 2**20, 1))
-    assert peak < 4 * size  # the content itself is not counted: made before the start
+    # The content itself is not counted (made before the start); the body is hashed in
+    # pieces, never copied whole: what is left is the header section and a few pieces.
+    assert peak < size / 10
     assert dkim.verify(prepended + original, dnsfunc=dnsfunc)
 
 
