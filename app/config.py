@@ -13,13 +13,17 @@ import ipaddress
 import os
 import re
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.errors import SigningKeyInvalid
+from app.signing.keys import load_pem
 
 MIB = 1024 * 1024
 LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -223,6 +227,18 @@ class Settings(BaseSettings):
     @property
     def dkim_rotation_grace(self) -> timedelta:
         return timedelta(days=self.dkim_rotation_grace_days)
+
+    @field_validator("dkim_key_file")
+    @classmethod
+    def _usable_key(cls, value: Path | None) -> Path | None:
+        # Read at start, so that a bad file stops the service at once rather than leaving
+        # every copy unsigned and the DNS listings answering 400.
+        if value is not None:
+            try:
+                load_pem(value, None, datetime.now(UTC))
+            except SigningKeyInvalid as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("smarthost")
     @classmethod

@@ -231,10 +231,13 @@ def test_cli_dkim_key_file_is_shown_and_not_rotated(database: str, tmp_path: Pat
 
 
 def test_cli_dkim_bad_key_file_is_one_line(database: str, tmp_path: Path) -> None:
+    # Checked with the settings: every command, serve included, stops with the reason.
     path = tmp_path / "dkim.pem"
     path.write_text("not a key\n")
-    result = run(database, "dkim", "show", env={"MAILROUTE_DKIM_KEY_FILE": str(path)})
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        f"mailroute: {path} is not an unencrypted PEM private key (such as openssl genrsa writes)"
-    ]
+    for command in (["dkim", "show"], ["serve"]):
+        result = run(database, *command, env={"MAILROUTE_DKIM_KEY_FILE": str(path)})
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"mailroute: invalid setting MAILROUTE_DKIM_KEY_FILE: Value error, {path} is not"
+            " an unencrypted PEM private key (such as openssl genrsa writes)"
+        ]

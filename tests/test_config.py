@@ -276,3 +276,11 @@ def test_settings_signing_bad_values(name: str, value: str, message: str) -> Non
 def test_settings_dkim_key_file_must_exist(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="MAILROUTE_DKIM_KEY_FILE"):
         load_settings(hostname="mx.example.org", dkim_key_file=str(tmp_path / "absent.pem"))
+
+
+def test_settings_dkim_key_file_must_be_a_usable_key(tmp_path: Path) -> None:
+    # Read at start: a bad file stops the service with the reason, not every copy unsigned.
+    path = tmp_path / "dkim.pem"
+    path.write_text("not a key\n")
+    with pytest.raises(SettingsError, match="MAILROUTE_DKIM_KEY_FILE: .*not an unencrypted PEM"):
+        load_settings(hostname="mx.example.org", dkim_key_file=str(path))

@@ -52,7 +52,7 @@ def dkim_rotate() -> None:
         raise typer.Exit(1)
     now = datetime.now(UTC)
     old = run_db(lambda session: _source(s).active(session, now))
-    fresh = run_db(lambda session: signing_keys.rotate(session, now))
+    fresh = run_db(lambda session: signing_keys.rotate(session, now, s.dkim_rotation_grace))
     typer.echo("new DKIM keys; publish their records:")
     for key in fresh:
         _echo_record(key, s.signing_domain)

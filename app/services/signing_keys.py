@@ -89,13 +89,21 @@ async def published(
     ]
 
 
-async def rotate(session: AsyncSession, now: datetime) -> list[SigningKey]:
-    """New keys under a new dated selector; the active ones are retired as of ``now``.
-    Returns the new keys. Two rotations at once: one wins, the other returns its keys."""
+async def rotate(
+    session: AsyncSession, now: datetime, grace: timedelta = DEFAULT_GRACE
+) -> list[SigningKey]:
+    """New keys under a new dated selector; the active ones are retired as of ``now``, and
+    those retired ``grace`` ago or more are dropped (no record of theirs is needed any
+    more). Returns the new keys. Two rotations at once: one wins, the other returns its
+    keys."""
     current = await _stored_or_generated(session, now, None)
     selector = _unused_selector(dated_selector(now), {key.selector for key in current})
     fresh = _new_keys(selector, now)
-    retired = [key if key.retired_at else _retire(key, now) for key in current]
+    retired = [
+        key if key.retired_at else _retire(key, now)
+        for key in current
+        if key.retired_at is None or key.retired_at + grace > now
+    ]
     swapped = await session.execute(
         update(KeyValue)
         .where(KeyValue.key == DKIM_KEYS_KEY, KeyValue.value == _dump(current))

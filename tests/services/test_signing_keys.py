@@ -125,6 +125,17 @@ async def test_rotate_before_any_key_still_rotates(session: AsyncSession) -> Non
     assert await signing_keys.active_keys(session, now=NOW) == fresh
 
 
+async def test_rotate_drops_the_keys_retired_a_grace_ago(session: AsyncSession) -> None:
+    first = await signing_keys.active_keys(session, now=NOW)
+    second = await signing_keys.rotate(session, NOW, GRACE)
+    third = await signing_keys.rotate(session, NOW + GRACE - timedelta(seconds=1), GRACE)
+    kept = await signing_keys.published(session, NOW, timedelta(days=3650))
+    assert names(kept) == names(first) + names(second) + names(third)  # none past its grace
+    fourth = await signing_keys.rotate(session, NOW + GRACE, GRACE)
+    stored = await signing_keys.published(session, NOW, timedelta(days=3650))
+    assert names(stored) == names(second) + names(third) + names(fourth)
+
+
 async def test_published_keeps_retired_keys_within_the_grace(session: AsyncSession) -> None:
     old = await signing_keys.active_keys(session, now=NOW)
     fresh = await signing_keys.rotate(session, NOW)
